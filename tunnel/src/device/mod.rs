@@ -1,0 +1,339 @@
+//! A sans-IO WireGuard interface: our identity, the peers, the index table and the under-load
+//! machinery, driven by a caller that owns the sockets, the TUN device and the clock.
+//!
+//! # Driving it
+//!
+//! - [`Device::handle_datagram`] for every UDP datagram received;
+//! - [`Device::send`] for every packet read from the TUN device, once its peer is known;
+//! - [`Device::handle_timeout`] whenever the instant returned by [`Device::poll_timeout`] passes;
+//! - after each of those calls, drain [`Device::poll_transmit`] and send each datagram.
+//!
+//! Every call takes `now` from one monotonic clock; the wall clock is only used, through the
+//! offset given at construction, for TAI64N timestamps and the last-handshake time.
+//!
+//! # State
+//!
+//! Everything is owned and changed through `&mut self`: the driver serializes calls (the data
+//! plane shares the [`crate::Session`]s handed out by peers for its parallel fast path).
+
+mod receive;
+mod send;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand_core::CryptoRngCore;
+use vpn_crypto::{PresharedKey, PrivateKey, PublicKey, Tai64N};
+
+use crate::constants::REKEY_TIMEOUT_JITTER_MAX;
+use crate::load::LoadMonitor;
+use crate::macs::CookieChecker;
+use crate::noise::{PeerKeys, StaticIdentity};
+use crate::peer::{Peer, PeerConfig, PeerId, PeerInfo};
+use crate::ratelimit::RateLimiter;
+use crate::session::Session;
+use crate::stats::{DropReason, Stats};
+
+pub use receive::Received;
+
+/// Default tunnel MTU.
+pub const DEFAULT_MTU: usize = 1420;
+/// Default handshake queue capacity assumed for the under-load decision (wireguard-go's).
+pub const DEFAULT_HANDSHAKE_QUEUE: usize = 1024;
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// The peer it belongs to (`None` for a cookie reply to an unauthenticated source).
+    pub peer: Option<PeerId>,
+    /// Destination address.
+    pub destination: SocketAddr,
+    /// The WireGuard message.
+    pub payload: Vec<u8>,
+}
+
+/// Why a configuration change was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A peer with this public key already exists.
+    #[error("a peer with this public key already exists")]
+    DuplicatePeer,
+    /// The peer's public key is our own.
+    #[error("the peer's public key is the interface's own public key")]
+    OwnPublicKey,
+    /// No peer has this id.
+    #[error("no such peer")]
+    NoSuchPeer,
+}
+
+/// Converts the monotonic clock to wall-clock time through one offset taken at construction, so
+/// TAI64N timestamps keep increasing even if the system clock is stepped back.
+#[derive(Debug, Clone, Copy)]
+struct WallClock {
+    base: Instant,
+    unix: Duration,
+}
+
+impl WallClock {
+    fn unix(&self, now: Instant) -> Duration {
+        self.unix + now.saturating_duration_since(self.base)
+    }
+}
+
+/// Device-wide state other than the peers, split out so a peer and this can be borrowed together.
+pub(crate) struct Ctx {
+    identity: Option<(StaticIdentity, CookieChecker)>,
+    rng: Box<dyn CryptoRngCore + Send>,
+    indices: HashMap<u32, PeerId>,
+    clock: WallClock,
+    mtu: usize,
+    transmits: VecDeque<Transmit>,
+    stats: Stats,
+    load: LoadMonitor,
+    backlog: (usize, usize),
+    ratelimiter: RateLimiter,
+}
+
+impl Ctx {
+    fn jitter(&mut self) -> Duration {
+        Duration::from_millis(u64::from(self.rng.next_u32()) % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64)
+    }
+
+    fn alloc_index(&mut self, peer: PeerId) -> u32 {
+        loop {
+            let i = self.rng.next_u32();
+            if let std::collections::hash_map::Entry::Vacant(e) = self.indices.entry(i) {
+                e.insert(peer);
+                return i;
+            }
+        }
+    }
+
+    fn release_sessions(&mut self, sessions: impl IntoIterator<Item = Arc<Session>>) {
+        for s in sessions {
+            self.indices.remove(&s.local_index);
+        }
+    }
+
+    /// Queues a datagram to the peer's endpoint and counts it; counts a drop without endpoint.
+    fn transmit(&mut self, id: PeerId, peer: &mut Peer, payload: Vec<u8>) {
+        match peer.endpoint {
+            Some(destination) => {
+                peer.tx_bytes += payload.len() as u64;
+                self.transmits.push_back(Transmit { peer: Some(id), destination, payload });
+            }
+            None => self.stats.count(DropReason::NoEndpoint),
+        }
+    }
+}
+
+/// A WireGuard interface without I/O.
+pub struct Device {
+    ctx: Ctx,
+    peers: BTreeMap<PeerId, Peer>,
+    by_key: HashMap<PublicKey, PeerId>,
+    next_id: u64,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("public_key", &self.public_key()).field("peers", &self.peers.len()).finish_non_exhaustive()
+    }
+}
+
+impl Device {
+    /// A device with an optional private key. `now` and `unix_now` are the same moment on the
+    /// monotonic clock and as time since the UNIX epoch; `rng` must be cryptographically secure.
+    pub fn new(private_key: Option<PrivateKey>, rng: Box<dyn CryptoRngCore + Send>, now: Instant, unix_now: Duration) -> Self {
+        let mut d = Self {
+            ctx: Ctx {
+                identity: None,
+                rng,
+                indices: HashMap::new(),
+                clock: WallClock { base: now, unix: unix_now },
+                mtu: DEFAULT_MTU,
+                transmits: VecDeque::new(),
+                stats: Stats::default(),
+                load: LoadMonitor::default(),
+                backlog: (0, DEFAULT_HANDSHAKE_QUEUE),
+                ratelimiter: RateLimiter::default(),
+            },
+            peers: BTreeMap::new(),
+            by_key: HashMap::new(),
+            next_id: 0,
+        };
+        d.set_private_key(private_key);
+        d
+    }
+
+    /// Our public key, if a private key is set.
+    pub fn public_key(&self) -> Option<PublicKey> {
+        self.ctx.identity.as_ref().map(|(id, _)| *id.public_key())
+    }
+
+    /// Our private key, if set.
+    pub fn private_key(&self) -> Option<&PrivateKey> {
+        self.ctx.identity.as_ref().map(|(id, _)| id.private_key())
+    }
+
+    /// Sets or removes the private key. Every session and pending handshake is destroyed, and a
+    /// peer whose public key equals the new own public key is removed. Setting the same key again
+    /// changes nothing.
+    pub fn set_private_key(&mut self, key: Option<PrivateKey>) {
+        if key.as_ref() == self.private_key() {
+            return;
+        }
+        self.ctx.identity = key.map(|k| {
+            let id = StaticIdentity::new(k);
+            let checker = CookieChecker::new(id.mac1_key, id.cookie_key);
+            (id, checker)
+        });
+        if let Some(own) = self.public_key() {
+            if let Some(id) = self.by_key.get(&own).copied() {
+                let _ = self.remove_peer(id);
+            }
+        }
+        let Ctx { identity, indices, .. } = &mut self.ctx;
+        let identity = identity.as_ref().map(|(id, _)| id);
+        for peer in self.peers.values_mut() {
+            peer.keys.rekey_identity(identity);
+            for s in peer.keypairs.clear() {
+                indices.remove(&s.local_index);
+            }
+            if let Some(h) = peer.handshake.take() {
+                indices.remove(&h.local_index);
+            }
+        }
+    }
+
+    /// Sets the MTU that caps padding.
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.ctx.mtu = mtu;
+    }
+
+    /// Tells the device how full the driver's queue of handshake messages is; from 1/8 of the
+    /// capacity on (and for a second after), the device is under load and answers handshake
+    /// messages that lack a valid mac2 with cookie replies.
+    pub fn set_handshake_backlog(&mut self, len: usize, capacity: usize) {
+        self.ctx.backlog = (len, capacity);
+    }
+
+    /// Adds a peer.
+    pub fn add_peer(&mut self, config: PeerConfig) -> Result<PeerId, ConfigError> {
+        if self.by_key.contains_key(&config.public_key) {
+            return Err(ConfigError::DuplicatePeer);
+        }
+        if Some(config.public_key) == self.public_key() {
+            return Err(ConfigError::OwnPublicKey);
+        }
+        let keys = PeerKeys::new(self.ctx.identity.as_ref().map(|(i, _)| i), config.public_key, config.preshared_key.clone());
+        let id = PeerId(self.next_id);
+        self.next_id += 1;
+        self.peers.insert(id, Peer::new(keys, &config));
+        self.by_key.insert(config.public_key, id);
+        Ok(id)
+    }
+
+    /// Removes a peer, destroying its sessions and releasing its indices.
+    pub fn remove_peer(&mut self, id: PeerId) -> Result<(), ConfigError> {
+        let mut peer = self.peers.remove(&id).ok_or(ConfigError::NoSuchPeer)?;
+        self.by_key.remove(&peer.keys.remote_static);
+        let released = peer.keypairs.clear();
+        self.ctx.release_sessions(released);
+        if let Some(h) = peer.handshake.take() {
+            self.ctx.indices.remove(&h.local_index);
+        }
+        Ok(())
+    }
+
+    /// Removes every peer.
+    pub fn clear_peers(&mut self) {
+        let ids: Vec<PeerId> = self.peers.keys().copied().collect();
+        for id in ids {
+            let _ = self.remove_peer(id);
+        }
+    }
+
+    /// The peer with this public key.
+    pub fn peer_id(&self, key: &PublicKey) -> Option<PeerId> {
+        self.by_key.get(key).copied()
+    }
+
+    /// Ids of all peers, in creation order.
+    pub fn peer_ids(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// A peer, for inspection.
+    pub fn peer(&self, id: PeerId) -> Option<&Peer> {
+        self.peers.get(&id)
+    }
+
+    /// A snapshot of a peer.
+    pub fn peer_info(&self, id: PeerId, now: Instant) -> Option<PeerInfo> {
+        self.peers.get(&id).map(|p| p.info(now))
+    }
+
+    /// Changes a peer's pre-shared key (takes effect from the next handshake).
+    pub fn set_preshared_key(&mut self, id: PeerId, psk: PresharedKey) -> Result<(), ConfigError> {
+        let peer = self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?;
+        peer.keys.psk = psk;
+        Ok(())
+    }
+
+    /// Sets a peer's endpoint.
+    pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) -> Result<(), ConfigError> {
+        self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?.endpoint = Some(endpoint);
+        Ok(())
+    }
+
+    /// Sets a peer's persistent keepalive interval; turning it on sends a keepalive at once (which
+    /// starts a handshake when there is no session), as the other implementations do.
+    pub fn set_persistent_keepalive(&mut self, now: Instant, id: PeerId, seconds: u16) -> Result<(), ConfigError> {
+        let peer = self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?;
+        let was = std::mem::replace(&mut peer.persistent_keepalive, seconds);
+        if seconds == 0 {
+            peer.timers.disable_persistent_keepalive();
+        } else if was != seconds {
+            send::send_keepalive(&mut self.ctx, id, peer, now);
+        }
+        Ok(())
+    }
+
+    /// Drop counters.
+    pub fn stats(&self) -> &Stats {
+        &self.ctx.stats
+    }
+
+    /// Number of receiver indices in use (handshakes and sessions).
+    pub fn indices_in_use(&self) -> usize {
+        self.ctx.indices.len()
+    }
+
+    /// The next datagram to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.ctx.transmits.pop_front()
+    }
+
+    /// The earliest timer deadline of any peer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.peers.values().filter_map(|p| p.timers.next_deadline()).min()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (id, peer) in self.peers.iter_mut() {
+            for ev in peer.timers.take_expired(now) {
+                send::on_timer(&mut self.ctx, *id, peer, now, ev);
+            }
+        }
+    }
+
+    /// The TAI64N timestamp the device would put in an initiation at `now`.
+    pub fn timestamp(&self, now: Instant) -> Tai64N {
+        Tai64N::from_unix(self.ctx.clock.unix(now))
+    }
+}

@@ -1,0 +1,259 @@
+//! The receiving side: classify a datagram, check MACs and load, consume handshake messages and
+//! cookie replies, open data messages and validate what they carry.
+//!
+//! Nothing is sent to a source that has not shown a valid mac1; every refusal returns a
+//! [`DropReason`] and is counted.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use vpn_crypto::PrivateKey;
+
+use super::send::{keep_key_fresh_receiving, send_keepalive, send_staged};
+use super::{Device, Transmit};
+use crate::constants::INITIATION_MIN_INTERVAL;
+use crate::inner;
+use crate::noise::{begin_consume_initiation, consume_response, create_response};
+use crate::peer::PeerId;
+use crate::session::{Session, SessionError};
+use crate::stats::DropReason;
+use crate::wire::{CookieReply, Initiation, Message, Response, COOKIE_REPLY_LEN, DATA_HEADER_LEN, INITIATION_LEN, RESPONSE_LEN};
+
+/// What a datagram turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A data message carrying an IP packet from `peer`, decrypted in place: the packet is
+    /// `datagram[range]`, padding removed.
+    Packet {
+        /// The sending peer.
+        peer: PeerId,
+        /// Where the inner packet lies in the datagram buffer.
+        range: Range<usize>,
+    },
+    /// An authenticated keepalive.
+    Keepalive(PeerId),
+    /// An initiation was consumed and a response queued.
+    Initiation(PeerId),
+    /// A response was consumed; the session is ready.
+    Response(PeerId),
+    /// A cookie reply was taken.
+    CookieReply(PeerId),
+    /// Under load: a cookie reply was queued instead of processing the handshake message.
+    CookieSent,
+}
+
+impl From<SessionError> for DropReason {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Expired | SessionError::CounterExhausted => DropReason::SessionExpired,
+            SessionError::Replay => DropReason::ReplayedCounter,
+            SessionError::Decrypt | SessionError::BufferTooSmall => DropReason::DecryptFailed,
+        }
+    }
+}
+
+enum Precheck {
+    Process,
+    CookieSent,
+}
+
+impl Device {
+    /// Handles one datagram from `src`. A data message is decrypted in place in `datagram`.
+    /// `allowed(peer, source)` tells whether `source` routes back to `peer` in the allowed-IPs
+    /// table; a packet whose inner source does not is dropped.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &mut [u8],
+        allowed: &dyn Fn(PeerId, IpAddr) -> bool,
+    ) -> Result<Received, DropReason> {
+        let result = self.receive(now, src, datagram, allowed);
+        if let Err(reason) = result {
+            self.ctx.stats.count(reason);
+        }
+        result
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        datagram: &mut [u8],
+        allowed: &dyn Fn(PeerId, IpAddr) -> bool,
+    ) -> Result<Received, DropReason> {
+        match Message::parse(datagram).map_err(|_| DropReason::Malformed)? {
+            Message::Initiation(m) => {
+                let receiver_of_cookie = m.sender();
+                match self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), receiver_of_cookie)? {
+                    Precheck::CookieSent => Ok(Received::CookieSent),
+                    Precheck::Process => self.consume_initiation(now, src, &m),
+                }
+            }
+            Message::Response(m) => {
+                let receiver_of_cookie = m.sender();
+                match self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), receiver_of_cookie)? {
+                    Precheck::CookieSent => Ok(Received::CookieSent),
+                    Precheck::Process => self.consume_response(now, src, &m),
+                }
+            }
+            Message::CookieReply(m) => self.consume_cookie_reply(now, &m),
+            Message::Data(d) => {
+                let receiver = d.receiver();
+                self.receive_data(now, src, receiver, datagram, allowed)
+            }
+        }
+    }
+
+    /// mac1, then under load mac2 (or a cookie reply) and the per-source rate limit.
+    #[allow(clippy::too_many_arguments)]
+    fn precheck(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        mac1_input: &[u8],
+        mac1: &[u8],
+        mac2_input: &[u8],
+        mac2: &[u8],
+        sender: u32,
+    ) -> Result<Precheck, DropReason> {
+        let ctx = &mut self.ctx;
+        let (_, checker) = ctx.identity.as_mut().ok_or(DropReason::NoPrivateKey)?;
+        if !checker.check_mac1(mac1_input, mac1) {
+            return Err(DropReason::InvalidMac1);
+        }
+        let (len, cap) = ctx.backlog;
+        if !ctx.load.observe(now, len, cap) {
+            return Ok(Precheck::Process);
+        }
+        if !checker.check_mac2(now, &mut *ctx.rng, &src, mac2_input, mac2) {
+            let mut reply = [0u8; COOKIE_REPLY_LEN];
+            checker.create_reply(now, &mut *ctx.rng, &src, sender, mac1, &mut reply);
+            ctx.transmits.push_back(Transmit { peer: None, destination: src, payload: reply.to_vec() });
+            ctx.stats.cookie_replies_sent += 1;
+            return Ok(Precheck::CookieSent);
+        }
+        if !ctx.ratelimiter.allow(now, src.ip()) {
+            return Err(DropReason::RateLimited);
+        }
+        Ok(Precheck::Process)
+    }
+
+    fn consume_initiation(&mut self, now: Instant, src: SocketAddr, m: &Initiation<'_>) -> Result<Received, DropReason> {
+        let (identity, _) = self.ctx.identity.as_ref().ok_or(DropReason::NoPrivateKey)?;
+        let stage1 = begin_consume_initiation(identity, m).map_err(|_| DropReason::HandshakeFailed)?;
+        let id = *self.by_key.get(&stage1.remote_static).ok_or(DropReason::UnknownPeer)?;
+        let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownPeer)?;
+        let consumed = stage1.finish(&peer.keys).map_err(|_| DropReason::HandshakeFailed)?;
+        if consumed.timestamp <= peer.latest_timestamp {
+            return Err(DropReason::ReplayedInitiation);
+        }
+        if peer.last_initiation_consumed.is_some_and(|t| now.saturating_duration_since(t) < INITIATION_MIN_INTERVAL) {
+            return Err(DropReason::InitiationFlood);
+        }
+        peer.latest_timestamp = consumed.timestamp;
+        peer.last_initiation_consumed = Some(now);
+        // Their initiation wins over ours: the response to ours would no longer be accepted.
+        if let Some(ours) = peer.handshake.take() {
+            self.ctx.indices.remove(&ours.local_index);
+        }
+        peer.endpoint = Some(src);
+        peer.rx_bytes += INITIATION_LEN as u64;
+
+        let ctx = &mut self.ctx;
+        let index = ctx.alloc_index(id);
+        let ephemeral = PrivateKey::generate(&mut *ctx.rng);
+        let mut response = [0u8; RESPONSE_LEN];
+        let keys = match create_response(&peer.keys, &consumed, index, ephemeral, &mut response) {
+            Ok(k) => k,
+            Err(_) => {
+                ctx.indices.remove(&index);
+                return Err(DropReason::HandshakeFailed);
+            }
+        };
+        peer.cookie.add_macs(now, &peer.keys.mac1_key, &mut response);
+        let evicted = peer.keypairs.install(Arc::new(Session::new(keys, now)));
+        ctx.release_sessions(evicted);
+        peer.timers.session_derived(now);
+        peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
+        peer.timers.any_authenticated_packet_sent();
+        peer.last_handshake_sent = Some(now);
+        ctx.transmit(id, peer, response.to_vec());
+
+        peer.timers.any_authenticated_packet_received();
+        peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
+        Ok(Received::Initiation(id))
+    }
+
+    fn consume_response(&mut self, now: Instant, src: SocketAddr, m: &Response<'_>) -> Result<Received, DropReason> {
+        let (identity, _) = self.ctx.identity.as_ref().ok_or(DropReason::NoPrivateKey)?;
+        let id = *self.ctx.indices.get(&m.receiver()).ok_or(DropReason::UnknownIndex)?;
+        let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownIndex)?;
+        let state = peer.handshake.as_ref().filter(|s| s.local_index == m.receiver()).ok_or(DropReason::UnexpectedResponse)?;
+        let keys = consume_response(identity, &peer.keys, state, m).map_err(|_| DropReason::HandshakeFailed)?;
+        // The handshake's index now names the session.
+        peer.handshake = None;
+        let ctx = &mut self.ctx;
+        let evicted = peer.keypairs.install(Arc::new(Session::new(keys, now)));
+        ctx.release_sessions(evicted);
+        peer.endpoint = Some(src);
+        peer.timers.session_derived(now);
+        peer.timers.handshake_complete();
+        peer.last_handshake = Some(ctx.clock.unix(now));
+        peer.rx_bytes += RESPONSE_LEN as u64;
+        // Key confirmation for the responder: queued data, or a keepalive.
+        send_keepalive(ctx, id, peer, now);
+        peer.timers.any_authenticated_packet_received();
+        peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
+        Ok(Received::Response(id))
+    }
+
+    fn consume_cookie_reply(&mut self, now: Instant, m: &CookieReply<'_>) -> Result<Received, DropReason> {
+        let id = *self.ctx.indices.get(&m.receiver()).ok_or(DropReason::UnknownIndex)?;
+        let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownIndex)?;
+        peer.cookie.consume_reply(now, &peer.keys.cookie_key, m).map_err(|_| DropReason::InvalidCookieReply)?;
+        Ok(Received::CookieReply(id))
+    }
+
+    fn receive_data(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        receiver: u32,
+        datagram: &mut [u8],
+        allowed: &dyn Fn(PeerId, IpAddr) -> bool,
+    ) -> Result<Received, DropReason> {
+        let id = *self.ctx.indices.get(&receiver).ok_or(DropReason::UnknownIndex)?;
+        let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownIndex)?;
+        let session = Arc::clone(peer.keypairs.find(receiver).ok_or(DropReason::UnknownIndex)?);
+        let plain_len = session.open(now, datagram)?;
+        let ctx = &mut self.ctx;
+
+        // Authenticated: the peer may have roamed, even if the inner packet is dropped below.
+        peer.endpoint = Some(src);
+        if let Some(evicted) = peer.keypairs.confirm(receiver) {
+            ctx.release_sessions(evicted);
+            peer.timers.handshake_complete();
+            peer.last_handshake = Some(ctx.clock.unix(now));
+            send_staged(ctx, id, peer, now);
+        }
+        keep_key_fresh_receiving(ctx, id, peer, now);
+        peer.timers.any_authenticated_packet_received();
+        peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
+
+        if plain_len == 0 {
+            peer.rx_bytes += datagram.len() as u64;
+            return Ok(Received::Keepalive(id));
+        }
+        peer.timers.data_received(now);
+        let body = &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len];
+        let packet = inner::parse(body).map_err(|_| DropReason::InvalidInnerPacket)?;
+        if !allowed(id, packet.source) {
+            return Err(DropReason::DisallowedSource);
+        }
+        peer.rx_bytes += datagram.len() as u64;
+        Ok(Received::Packet { peer: id, range: DATA_HEADER_LEN..DATA_HEADER_LEN + packet.len })
+    }
+}
