@@ -159,12 +159,6 @@ impl PrivateKey {
         &self.0
     }
 
-    /// Whether this is the all-zero key, which the configuration interface treats as "no key".
-    pub fn is_zero(&self) -> bool {
-        // A clamped key is never all zero; callers test the raw input with [`is_all_zero`].
-        bool::from(self.0.ct_eq(&[0u8; 32]))
-    }
-
     /// The corresponding public key.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(x25519::public(&self.0))

@@ -40,7 +40,7 @@ mod tests {
     #[test]
     fn low_order_point_is_rejected() {
         assert_eq!(dh(&[7; 32], &[0; 32]), Err(LowOrderPoint));
-        // The point of order 8 from RFC 7748's list of low-order points.
+        // u = 1, a point of order 4.
         let mut p = [0u8; 32];
         p[0] = 1;
         assert_eq!(dh(&[7; 32], &p), Err(LowOrderPoint));

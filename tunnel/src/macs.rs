@@ -34,6 +34,17 @@ fn source_bytes(src: &SocketAddr, out: &mut [u8; 18]) -> usize {
     n + 2
 }
 
+/// Whether a handshake message (initiation or response, whose mac1 and mac2 are its last 32
+/// bytes) carries a valid mac1 under `mac1_key`: the cheap check a worker thread does before
+/// queueing the message for the handshake path. Other messages give `false`.
+pub fn verify_mac1(mac1_key: &[u8; 32], msg: &[u8]) -> bool {
+    if msg.len() != crate::wire::INITIATION_LEN && msg.len() != crate::wire::RESPONSE_LEN {
+        return false;
+    }
+    let n = msg.len();
+    mac(mac1_key, &[&msg[..n - 32]]).ct_eq(&msg[n - 32..n - 16]).into()
+}
+
 /// Checks MACs on handshake messages addressed to us and makes cookie replies.
 pub struct CookieChecker {
     mac1_key: [u8; 32],

@@ -62,11 +62,14 @@ pub enum DropReason {
     /// Outbound: packets still waiting when the handshake was abandoned.
     #[error("handshake abandoned with packets staged")]
     HandshakeAbandoned,
+    /// Inbound: the driver's queue of handshake messages was full.
+    #[error("handshake queue full")]
+    HandshakeQueueFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::Malformed,
         DropReason::NoPrivateKey,
         DropReason::InvalidMac1,
@@ -86,6 +89,7 @@ impl DropReason {
         DropReason::NoEndpoint,
         DropReason::StagedQueueFull,
         DropReason::HandshakeAbandoned,
+        DropReason::HandshakeQueueFull,
     ];
 
     /// A stable snake_case name for metrics.
@@ -110,6 +114,7 @@ impl DropReason {
             DropReason::NoEndpoint => "no_endpoint",
             DropReason::StagedQueueFull => "staged_queue_full",
             DropReason::HandshakeAbandoned => "handshake_abandoned",
+            DropReason::HandshakeQueueFull => "handshake_queue_full",
         }
     }
 
@@ -121,7 +126,7 @@ impl DropReason {
 /// Drop counters and a few totals.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Stats {
-    drops: [u64; 19],
+    drops: [u64; DropReason::ALL.len()],
     /// Cookie replies sent while under load.
     pub cookie_replies_sent: u64,
 }

@@ -16,6 +16,7 @@
 //! Everything is owned and changed through `&mut self`: the driver serializes calls (the data
 //! plane shares the [`crate::Session`]s handed out by peers for its parallel fast path).
 
+mod fast;
 mod receive;
 mod send;
 
@@ -36,6 +37,7 @@ use crate::ratelimit::RateLimiter;
 use crate::session::Session;
 use crate::stats::{DropReason, Stats};
 
+pub use fast::RxOutcome;
 pub use receive::Received;
 
 /// Default tunnel MTU.
@@ -172,6 +174,11 @@ impl Device {
     /// Our public key, if a private key is set.
     pub fn public_key(&self) -> Option<PublicKey> {
         self.ctx.identity.as_ref().map(|(id, _)| *id.public_key())
+    }
+
+    /// The key peers use for mac1 of messages to us (for a cheap check before queueing).
+    pub fn mac1_key(&self) -> Option<[u8; 32]> {
+        self.ctx.identity.as_ref().map(|(id, _)| id.mac1_key)
     }
 
     /// Our private key, if set.

@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use vpn_crypto::PrivateKey;
 
-use super::send::{keep_key_fresh_receiving, send_keepalive, send_staged};
+use super::fast::RxOutcome;
+use super::send::send_keepalive;
 use super::{Device, Transmit};
 use crate::constants::INITIATION_MIN_INTERVAL;
 use crate::inner;
@@ -225,35 +226,19 @@ impl Device {
         datagram: &mut [u8],
         allowed: &dyn Fn(PeerId, IpAddr) -> bool,
     ) -> Result<Received, DropReason> {
-        let id = *self.ctx.indices.get(&receiver).ok_or(DropReason::UnknownIndex)?;
-        let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownIndex)?;
-        let session = Arc::clone(peer.keypairs.find(receiver).ok_or(DropReason::UnknownIndex)?);
+        let (id, session) = self.receiving_session(receiver).ok_or(DropReason::UnknownIndex)?;
         let plain_len = session.open(now, datagram)?;
-        let ctx = &mut self.ctx;
-
-        // Authenticated: the peer may have roamed, even if the inner packet is dropped below.
-        peer.endpoint = Some(src);
-        if let Some(evicted) = peer.keypairs.confirm(receiver) {
-            ctx.release_sessions(evicted);
-            peer.timers.handshake_complete();
-            peer.last_handshake = Some(ctx.clock.unix(now));
-            send_staged(ctx, id, peer, now);
-        }
-        keep_key_fresh_receiving(ctx, id, peer, now);
-        peer.timers.any_authenticated_packet_received();
-        peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
-
-        if plain_len == 0 {
-            peer.rx_bytes += datagram.len() as u64;
-            return Ok(Received::Keepalive(id));
-        }
-        peer.timers.data_received(now);
-        let body = &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len];
-        let packet = inner::parse(body).map_err(|_| DropReason::InvalidInnerPacket)?;
-        if !allowed(id, packet.source) {
-            return Err(DropReason::DisallowedSource);
-        }
-        peer.rx_bytes += datagram.len() as u64;
-        Ok(Received::Packet { peer: id, range: DATA_HEADER_LEN..DATA_HEADER_LEN + packet.len })
+        let bytes = datagram.len() as u64;
+        let (outcome, result) = if plain_len == 0 {
+            (RxOutcome::Keepalive, Ok(Received::Keepalive(id)))
+        } else {
+            match inner::parse(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len]) {
+                Err(_) => (RxOutcome::Refused, Err(DropReason::InvalidInnerPacket)),
+                Ok(p) if !allowed(id, p.source) => (RxOutcome::Refused, Err(DropReason::DisallowedSource)),
+                Ok(p) => (RxOutcome::Delivered, Ok(Received::Packet { peer: id, range: DATA_HEADER_LEN..DATA_HEADER_LEN + p.len })),
+            }
+        };
+        self.note_received(now, id, receiver, src, bytes, outcome);
+        result
     }
 }

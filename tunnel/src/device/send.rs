@@ -84,6 +84,11 @@ pub(super) fn send_staged(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: Insta
             }
         }
     }
+    after_send(ctx, id, peer, now, sent_any, sent_data);
+}
+
+/// Timer bookkeeping after data messages went out, then the send-side key freshness check.
+pub(super) fn after_send(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: Instant, sent_any: bool, sent_data: bool) {
     if sent_any {
         peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
         peer.timers.any_authenticated_packet_sent();

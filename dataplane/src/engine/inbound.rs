@@ -1,0 +1,111 @@
+//! UDP → TUN: data messages are opened on the reader thread with the peer's session (looked up
+//! under the device lock, decrypted outside it), their inner source checked against the
+//! allowed-IPs snapshot and written to TUN. Handshake messages with a valid mac1 are queued for the
+//! handshake thread; a full queue drops and counts.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use vpn_tunnel::macs::verify_mac1;
+use vpn_tunnel::wire::{DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA};
+use vpn_tunnel::{inner, DropReason, RxOutcome};
+
+use super::{lock, routes_to, Shared, HANDSHAKE_QUEUE, POLL};
+use crate::io::UdpIo;
+
+/// Reads one socket until shutdown or until it is replaced by a newer generation.
+pub(super) fn socket_reader(sh: Arc<Shared>, socket: Arc<dyn UdpIo>, generation: u64) {
+    let mut buf = vec![0u8; 65_536];
+    while sh.running() && sh.sockets.load().generation == generation {
+        match socket.recv(&mut buf, POLL) {
+            Ok(Some((n, src))) => receive(&sh, &mut buf[..n], src),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "UDP receive failed");
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+fn message_type(d: &[u8]) -> Option<u32> {
+    d.get(..4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
+}
+
+fn receive(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
+    match message_type(datagram) {
+        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => receive_data(sh, datagram, src),
+        Some(TYPE_COOKIE_REPLY) => queue_handshake(sh, datagram, src),
+        Some(_) => {
+            // Initiations and responses must show a valid mac1 before they cost anything more.
+            let valid = sh.table.load().mac1_key.is_some_and(|k| verify_mac1(&k, datagram));
+            if valid {
+                queue_handshake(sh, datagram, src);
+            } else {
+                // Let the device classify and count it (malformed or bad mac1): cheap.
+                let mut device = lock(&sh.device);
+                let _ = device.handle_datagram(Instant::now(), src, datagram, &|_, _| false);
+            }
+        }
+        None => lock(&sh.device).count_drop(DropReason::Malformed),
+    }
+}
+
+fn queue_handshake(sh: &Shared, datagram: &[u8], src: SocketAddr) {
+    if sh.handshakes.try_send((datagram.to_vec(), src)).is_err() {
+        lock(&sh.device).count_drop(DropReason::HandshakeQueueFull);
+    }
+}
+
+fn receive_data(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
+    let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
+    let now = Instant::now();
+    let Some((peer, session)) = lock(&sh.device).receiving_session(receiver) else {
+        lock(&sh.device).count_drop(DropReason::UnknownIndex);
+        return;
+    };
+    let plain_len = match session.open(now, datagram) {
+        Ok(n) => n,
+        Err(e) => {
+            lock(&sh.device).count_drop(e.into());
+            return;
+        }
+    };
+    let (outcome, refused) = if plain_len == 0 {
+        (RxOutcome::Keepalive, None)
+    } else {
+        match inner::parse(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len]) {
+            Err(_) => (RxOutcome::Refused, Some(DropReason::InvalidInnerPacket)),
+            Ok(p) if !routes_to(&sh.table.load(), p.source, peer) => (RxOutcome::Refused, Some(DropReason::DisallowedSource)),
+            Ok(p) => {
+                if let Err(e) = sh.tun.send(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + p.len]) {
+                    tracing::debug!(error = %e, "TUN write failed");
+                }
+                (RxOutcome::Delivered, None)
+            }
+        }
+    };
+    let mut device = lock(&sh.device);
+    device.note_received(now, peer, receiver, src, datagram.len() as u64, outcome);
+    if let Some(reason) = refused {
+        device.count_drop(reason);
+    }
+    let transmits = Shared::drain(&mut device);
+    drop(device);
+    sh.send_all(transmits);
+}
+
+/// Consumes queued handshake messages and cookie replies.
+pub(super) fn handshake_worker(sh: Arc<Shared>) {
+    while sh.running() {
+        let Ok((mut datagram, src)) = sh.handshake_rx.recv_timeout(POLL) else { continue };
+        let mut device = lock(&sh.device);
+        device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
+        let table = sh.table.load();
+        let _ = device.handle_datagram(Instant::now(), src, &mut datagram, &|peer, ip| routes_to(&table, ip, peer));
+        let transmits = Shared::drain(&mut device);
+        drop(device);
+        sh.send_all(transmits);
+    }
+}

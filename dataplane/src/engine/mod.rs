@@ -1,0 +1,388 @@
+//! The engine: moves packets between a TUN device and UDP sockets through the sans-IO
+//! [`vpn_tunnel::Device`].
+//!
+//! # Threads
+//!
+//! - one TUN reader: route by destination, seal, send ([`outbound`]);
+//! - one UDP reader per bound socket: open data messages, check the inner source, write to TUN;
+//!   handshake messages with a valid mac1 go to the handshake queue ([`inbound`]);
+//! - one handshake thread: consumes queued handshake messages, so X25519 work never runs on a
+//!   reader thread;
+//! - one timer thread: fires protocol timers.
+//!
+//! # Shared state, and who may touch it
+//!
+//! - `device: Mutex<Device>`: protocol state. Readers take it briefly to look a session up and to
+//!   report what they sealed or opened; crypto runs outside it on the shared `Arc<Session>`.
+//! - `table: ArcSwap<Table>`: the allowed-IPs trie and the mac1 key, an immutable snapshot
+//!   replaced as a whole on every configuration change; the packet path reads it without locking.
+//! - `sockets: ArcSwap<Sockets>`: the bound sockets; replaced when the port changes (readers of the
+//!   old generation exit).
+//! - `config: Mutex<InterfaceConfig>`: the desired configuration; taken only by [`Engine::apply`]
+//!   and [`Engine::status`], always before `device` (lock order: config, then device).
+
+mod inbound;
+mod outbound;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use rand_core::OsRng;
+use vpn_tunnel::{Device, PeerConfig, PeerId, Transmit};
+
+use crate::allowed_ips::AllowedIps;
+use crate::config::{InterfaceConfig, InterfaceStatus, PeerStatus};
+use crate::io::{Network, TunIo, UdpIo};
+
+/// Capacity of the handshake queue (wireguard-go's); under load from 1/8 of it.
+pub const HANDSHAKE_QUEUE: usize = 1024;
+/// How long a reader blocks before it checks for shutdown.
+pub(crate) const POLL: Duration = Duration::from_millis(200);
+/// Longest sleep of the timer thread; timers fire at most this late.
+const TIMER_TICK: Duration = Duration::from_millis(20);
+
+/// Why a configuration was refused. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The listen port is taken.
+    #[error("listen port {0} is already in use")]
+    AddrInUse(u16),
+    /// Binding or marking the sockets failed otherwise.
+    #[error("cannot set up the UDP sockets: {0}")]
+    Socket(io::Error),
+}
+
+/// Why the engine stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StopReason {
+    /// [`Engine::shutdown`] was called.
+    Shutdown,
+    /// Reading the TUN device failed: the interface was removed.
+    TunGone(String),
+}
+
+/// The immutable routing snapshot read by the packet path.
+#[derive(Default)]
+pub(crate) struct Table {
+    pub(crate) routes: AllowedIps<PeerId>,
+    pub(crate) mac1_key: Option<[u8; 32]>,
+}
+
+pub(crate) struct Sockets {
+    pub(crate) port: u16,
+    pub(crate) fwmark: u32,
+    pub(crate) list: Vec<Arc<dyn UdpIo>>,
+    pub(crate) generation: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) tun: Arc<dyn TunIo>,
+    net: Arc<dyn Network>,
+    pub(crate) device: Mutex<Device>,
+    config: Mutex<InterfaceConfig>,
+    pub(crate) table: ArcSwap<Table>,
+    pub(crate) sockets: ArcSwap<Sockets>,
+    pub(crate) handshakes: Sender<(Vec<u8>, SocketAddr)>,
+    handshake_rx: Receiver<(Vec<u8>, SocketAddr)>,
+    running: AtomicBool,
+    stopped: (Mutex<Option<StopReason>>, Condvar),
+    pub(crate) mtu: usize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+impl Shared {
+    pub(crate) fn running(&self) -> bool {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Sends datagrams the device queued, each on the socket of its address family.
+    pub(crate) fn send_all(&self, transmits: Vec<Transmit>) {
+        if transmits.is_empty() {
+            return;
+        }
+        let sockets = self.sockets.load();
+        for t in transmits {
+            self.send_to(&sockets, &t.payload, t.destination);
+        }
+    }
+
+    pub(crate) fn send_to(&self, sockets: &Sockets, payload: &[u8], destination: SocketAddr) {
+        if let Some(s) = sockets.list.iter().find(|s| s.serves(&destination)) {
+            if let Err(e) = s.send(payload, destination) {
+                tracing::debug!(%destination, error = %e, "send failed");
+            }
+        }
+    }
+
+    /// Drains the device's transmit queue (call with the lock held, send after releasing it).
+    pub(crate) fn drain(device: &mut Device) -> Vec<Transmit> {
+        std::iter::from_fn(|| device.poll_transmit()).collect()
+    }
+
+    fn stop(&self, reason: StopReason) {
+        self.running.store(false, Ordering::SeqCst);
+        let mut r = lock(&self.stopped.0);
+        if r.is_none() {
+            *r = Some(reason);
+        }
+        self.stopped.1.notify_all();
+    }
+
+    fn spawn(self: &Arc<Self>, name: &str, f: impl FnOnce(Arc<Shared>) + Send + 'static) {
+        let me = Arc::clone(self);
+        let handle = std::thread::Builder::new().name(name.to_string()).spawn(move || f(me));
+        match handle {
+            Ok(h) => lock(&self.threads).push(h),
+            Err(e) => self.stop(StopReason::TunGone(format!("cannot start thread {name}: {e}"))),
+        }
+    }
+
+    fn spawn_socket_readers(self: &Arc<Self>, sockets: &Sockets) {
+        for (i, s) in sockets.list.iter().enumerate() {
+            let (s, generation) = (Arc::clone(s), sockets.generation);
+            self.spawn(&format!("udp-rx-{i}"), move |me| inbound::socket_reader(me, s, generation));
+        }
+    }
+}
+
+/// A running interface.
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("running", &self.shared.running()).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts an engine on `tun`, binding a random UDP port on `net`, with no key and no peer.
+    pub fn start(tun: Arc<dyn TunIo>, net: Arc<dyn Network>) -> io::Result<Engine> {
+        let bound = net.bind(0, 0)?;
+        let (tx, rx) = bounded(HANDSHAKE_QUEUE);
+        let mtu = tun.mtu();
+        let mut device = Device::new(None, Box::new(OsRng), Instant::now(), unix_now());
+        device.set_mtu(mtu);
+        let shared = Arc::new(Shared {
+            tun,
+            net,
+            device: Mutex::new(device),
+            config: Mutex::new(InterfaceConfig::default()),
+            table: ArcSwap::from_pointee(Table::default()),
+            sockets: ArcSwap::from_pointee(Sockets { port: bound.port, fwmark: 0, list: bound.sockets, generation: 0 }),
+            handshakes: tx,
+            handshake_rx: rx,
+            running: AtomicBool::new(true),
+            stopped: (Mutex::new(None), Condvar::new()),
+            mtu,
+            threads: Mutex::new(Vec::new()),
+        });
+        shared.spawn("tun-rx", outbound::tun_reader);
+        shared.spawn_socket_readers(&shared.sockets.load());
+        shared.spawn("handshake", inbound::handshake_worker);
+        shared.spawn("timers", timer_loop);
+        Ok(Engine { shared })
+    }
+
+    /// The desired configuration in force.
+    pub fn config(&self) -> InterfaceConfig {
+        lock(&self.shared.config).clone()
+    }
+
+    /// Applies a whole new configuration: either all of it or, on error, nothing. Sessions of peers
+    /// that stay are not disturbed.
+    pub fn apply(&self, new: InterfaceConfig) -> Result<(), ApplyError> {
+        let sh = &self.shared;
+        let mut config = lock(&sh.config);
+        // Fallible steps first, so a failure leaves everything as it was.
+        let current = sh.sockets.load_full();
+        let rebind = new.listen_port != 0 && new.listen_port != current.port || new.listen_port == 0 && config.listen_port != 0;
+        let new_sockets = if rebind {
+            let b = sh.net.bind(new.listen_port, new.fwmark).map_err(|e| match e.kind() {
+                io::ErrorKind::AddrInUse => ApplyError::AddrInUse(new.listen_port),
+                _ => ApplyError::Socket(e),
+            })?;
+            Some(Sockets { port: b.port, fwmark: new.fwmark, list: b.sockets, generation: current.generation + 1 })
+        } else if new.fwmark != current.fwmark {
+            for (i, sock) in current.list.iter().enumerate() {
+                if let Err(e) = sock.set_mark(new.fwmark) {
+                    for done in &current.list[..i] {
+                        let _ = done.set_mark(current.fwmark);
+                    }
+                    return Err(ApplyError::Socket(e));
+                }
+            }
+            Some(Sockets { port: current.port, fwmark: new.fwmark, list: current.list.clone(), generation: current.generation })
+        } else {
+            None
+        };
+
+        let now = Instant::now();
+        let mut device = lock(&sh.device);
+        device.set_private_key(new.private_key.clone());
+        // Peers gone from the configuration.
+        for old in &config.peers {
+            if new.peer(&old.public_key).is_none() {
+                if let Some(id) = device.peer_id(&old.public_key) {
+                    let _ = device.remove_peer(id);
+                }
+            }
+        }
+        // New and changed peers.
+        for p in &new.peers {
+            let id = match device.peer_id(&p.public_key) {
+                Some(id) => id,
+                None => {
+                    let mut pc = PeerConfig::new(p.public_key);
+                    pc.preshared_key = p.preshared_key.clone();
+                    pc.endpoint = p.endpoint;
+                    match device.add_peer(pc) {
+                        Ok(id) => id,
+                        Err(_) => continue, // our own key: ignored, as wg does
+                    }
+                }
+            };
+            let old = config.peer(&p.public_key);
+            if old.is_some_and(|o| o.preshared_key != p.preshared_key) {
+                let _ = device.set_preshared_key(id, p.preshared_key.clone());
+            }
+            if let Some(ep) = p.endpoint {
+                if old.is_some_and(|o| o.endpoint != p.endpoint) {
+                    let _ = device.set_endpoint(id, ep);
+                }
+            }
+            if old.map_or(0, |o| o.persistent_keepalive) != p.persistent_keepalive {
+                let _ = device.set_persistent_keepalive(now, id, p.persistent_keepalive);
+            }
+        }
+        let mut routes = AllowedIps::new();
+        for p in &new.peers {
+            if let Some(id) = device.peer_id(&p.public_key) {
+                for prefix in &p.allowed_ips {
+                    routes.insert(*prefix, id);
+                }
+            }
+        }
+        sh.table.store(Arc::new(Table { routes, mac1_key: device.mac1_key() }));
+        let transmits = Shared::drain(&mut device);
+        drop(device);
+        if let Some(s) = new_sockets {
+            let fresh = s.generation != current.generation;
+            sh.sockets.store(Arc::new(s));
+            if fresh {
+                sh.spawn_socket_readers(&sh.sockets.load());
+            }
+        }
+        *config = new;
+        drop(config);
+        sh.send_all(transmits);
+        Ok(())
+    }
+
+    /// The live state: configuration plus counters, endpoints and handshake times.
+    pub fn status(&self) -> InterfaceStatus {
+        let sh = &self.shared;
+        let config = lock(&sh.config);
+        let device = lock(&sh.device);
+        let now = Instant::now();
+        let table = sh.table.load();
+        let peers = config
+            .peers
+            .iter()
+            .filter_map(|p| {
+                let id = device.peer_id(&p.public_key)?;
+                let info = device.peer_info(id, now)?;
+                let mut allowed_ips = p.allowed_ips.clone();
+                allowed_ips.retain(|a| table.routes.prefixes_of(id).contains(a));
+                Some(PeerStatus {
+                    public_key: p.public_key,
+                    preshared_key: p.preshared_key.clone(),
+                    endpoint: info.endpoint,
+                    last_handshake: info.last_handshake,
+                    rx_bytes: info.rx_bytes,
+                    tx_bytes: info.tx_bytes,
+                    persistent_keepalive: p.persistent_keepalive,
+                    allowed_ips,
+                })
+            })
+            .collect();
+        InterfaceStatus { private_key: config.private_key.clone(), listen_port: sh.sockets.load().port, fwmark: config.fwmark, peers }
+    }
+
+    /// Drop counters of the protocol core, by name.
+    pub fn drop_counters(&self) -> Vec<(&'static str, u64)> {
+        lock(&self.shared.device).stats().nonzero().collect()
+    }
+
+    /// The UDP port in use.
+    pub fn listen_port(&self) -> u16 {
+        self.shared.sockets.load().port
+    }
+
+    /// Whether the engine still runs.
+    pub fn is_running(&self) -> bool {
+        self.shared.running()
+    }
+
+    /// Blocks until the engine stops (or `timeout` passes) and tells why it stopped.
+    pub fn wait(&self, timeout: Duration) -> Option<StopReason> {
+        let guard = lock(&self.shared.stopped.0);
+        let (guard, _) = self.shared.stopped.1.wait_timeout_while(guard, timeout, |r| r.is_none()).unwrap_or_else(|e| e.into_inner());
+        guard.clone()
+    }
+
+    /// Stops every thread and waits for them.
+    pub fn shutdown(&self) {
+        self.shared.stop(StopReason::Shutdown);
+        let threads: Vec<JoinHandle<()>> = std::mem::take(&mut *lock(&self.shared.threads));
+        for t in threads {
+            let _ = t.join();
+        }
+        // Destroy keys now rather than when the last reference goes.
+        let mut device = lock(&self.shared.device);
+        device.clear_peers();
+        device.set_private_key(None);
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Fires protocol timers and sends what they produce.
+fn timer_loop(sh: Arc<Shared>) {
+    while sh.running() {
+        let now = Instant::now();
+        let (transmits, next) = {
+            let mut device = lock(&sh.device);
+            device.handle_timeout(now);
+            (Shared::drain(&mut device), device.poll_timeout())
+        };
+        sh.send_all(transmits);
+        let sleep = next.map_or(TIMER_TICK, |t| t.saturating_duration_since(Instant::now()).min(TIMER_TICK));
+        std::thread::sleep(sleep.max(Duration::from_millis(1)));
+    }
+}
+
+/// Whether `ip` routes to `peer` in the snapshot.
+pub(crate) fn routes_to(table: &Table, ip: IpAddr, peer: PeerId) -> bool {
+    table.routes.lookup(ip) == Some(peer)
+}

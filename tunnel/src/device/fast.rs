@@ -1,0 +1,91 @@
+//! The split used by a multithreaded data plane: it looks a session up here (under its lock),
+//! seals or opens outside the lock on worker threads with the shared `Arc<Session>`, then reports
+//! back here once per batch so counters, roaming, key confirmation and timers stay exact.
+//!
+//! `handle_datagram` and `send` are built on the same functions, so both paths keep the same
+//! protocol behaviour.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::send::{after_send, keep_key_fresh_receiving, send_staged};
+use super::Device;
+use crate::peer::PeerId;
+use crate::session::Session;
+use crate::stats::DropReason;
+
+/// What became of an authenticated data message the caller opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RxOutcome {
+    /// Empty payload.
+    Keepalive,
+    /// An inner packet that was valid, allowed and handed on.
+    Delivered,
+    /// An inner packet refused after authentication (invalid, or source not allowed); the caller
+    /// counts the drop with [`Device::count_drop`].
+    Refused,
+}
+
+impl Device {
+    /// Outbound fast path: the session to seal with and where to send, when `id` can send right
+    /// now without staging (nothing already waiting, a current session that can send, a known
+    /// endpoint). `None` means: use [`Device::send`].
+    pub fn sending_session(&self, now: Instant, id: PeerId) -> Option<(Arc<Session>, SocketAddr)> {
+        let peer = self.peers.get(&id)?;
+        if !peer.staged.is_empty() {
+            return None;
+        }
+        let session = peer.keypairs.current.as_ref().filter(|s| s.can_send(now))?;
+        Some((Arc::clone(session), peer.endpoint?))
+    }
+
+    /// Outbound fast path: the caller sealed `datagrams` messages for `id` with the session from
+    /// [`Device::sending_session`] and sent them, `data` of which carried data (the rest were
+    /// keepalives), `bytes` in all.
+    pub fn note_sent(&mut self, now: Instant, id: PeerId, datagrams: usize, data: usize, bytes: u64) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.tx_bytes += bytes;
+            after_send(&mut self.ctx, id, peer, now, datagrams > 0, data > 0);
+        }
+    }
+
+    /// Inbound fast path: the peer and session named by a data message's receiver index.
+    pub fn receiving_session(&self, receiver: u32) -> Option<(PeerId, Arc<Session>)> {
+        let id = *self.ctx.indices.get(&receiver)?;
+        let session = self.peers.get(&id)?.keypairs.find(receiver)?;
+        Some((id, Arc::clone(session)))
+    }
+
+    /// Inbound fast path: the caller opened a `bytes`-long data message from `src` with the
+    /// session whose index is `local_index` (authentication succeeded), with this outcome.
+    /// Updates the endpoint (roaming), confirms a responder's new session, keeps keys fresh, runs
+    /// the timers and counts.
+    pub fn note_received(&mut self, now: Instant, id: PeerId, local_index: u32, src: SocketAddr, bytes: u64, outcome: RxOutcome) {
+        let Some(peer) = self.peers.get_mut(&id) else { return };
+        let ctx = &mut self.ctx;
+        peer.endpoint = Some(src);
+        if let Some(evicted) = peer.keypairs.confirm(local_index) {
+            ctx.release_sessions(evicted);
+            peer.timers.handshake_complete();
+            peer.last_handshake = Some(ctx.clock.unix(now));
+            send_staged(ctx, id, peer, now);
+        }
+        keep_key_fresh_receiving(ctx, id, peer, now);
+        peer.timers.any_authenticated_packet_received();
+        peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
+        match outcome {
+            RxOutcome::Keepalive => peer.rx_bytes += bytes,
+            RxOutcome::Delivered => {
+                peer.timers.data_received(now);
+                peer.rx_bytes += bytes;
+            }
+            RxOutcome::Refused => peer.timers.data_received(now),
+        }
+    }
+
+    /// Counts a drop decided by the caller (e.g. a data message that failed to open).
+    pub fn count_drop(&mut self, reason: DropReason) {
+        self.ctx.stats.count(reason);
+    }
+}
