@@ -1,9 +1,10 @@
 //! `vpn`: userspace WireGuard and VPN server manager.
 //!
-//! Each subcommand is one thin function over the library crates. What exists today: the key tools
-//! that `wg genkey`, `wg pubkey` and `wg genpsk` users expect, with the same input and output.
-//! The data plane (`vpn daemon`) and the server manager (`vpn up`, users, devices) come next.
+//! Each subcommand is one thin function over the library crates: the userspace WireGuard daemon
+//! (`vpn daemon`, also installed as `vpnd` for `wg-quick`) and the key tools that `wg genkey`,
+//! `wg pubkey` and `wg genpsk` users expect, with the same input and output.
 
+mod daemon;
 mod keys;
 
 use std::process::ExitCode;
@@ -20,6 +21,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run a userspace WireGuard interface driven by `wg` (a drop-in for wireguard-go).
+    Daemon {
+        /// Stay in the foreground instead of detaching.
+        #[arg(short, long)]
+        foreground: bool,
+        /// Interface name, e.g. wg0.
+        ifname: String,
+    },
     /// Print a new random private key (base64), like `wg genkey`.
     Genkey,
     /// Read a private key (base64) on stdin and print its public key, like `wg pubkey`.
@@ -31,6 +40,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Daemon { foreground, ifname } => daemon::start(foreground, ifname),
         Command::Genkey => keys::genkey(),
         Command::Pubkey => keys::pubkey(),
         Command::Genpsk => keys::genpsk(),

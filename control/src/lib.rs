@@ -1,5 +1,13 @@
-//! The control plane: users, devices, keys, store, configuration, the UAPI server, firewall and
-//! netlink.
+//! The control plane of `vpn`: the cross-platform userspace API (UAPI) server through which the
+//! stock `wg` tool configures the daemon, and later users, devices, keys, the store and firewall.
 //!
-//! Not implemented yet: this crate is an empty placeholder in the workspace layout, and nothing
-//! uses it. See `docs/architecture.md`.
+//! | module | what |
+//! |---|---|
+//! | [`uapi`] | the UAPI wire protocol: request parsing, applying a `set`, formatting a `get`, and the Unix socket server |
+//!
+//! The crate owns threads and file descriptors; the protocol core below it does not. It runs on
+//! plain `std` threads (no async runtime).
+
+pub mod uapi;
+
+mod sys;

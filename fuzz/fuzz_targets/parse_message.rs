@@ -77,6 +77,6 @@ fuzz_target!(|data: &[u8]| {
         let len = usize::from(u16::from_le_bytes([data[0], data[1]]));
         let mtu = usize::from(u16::from_le_bytes([data[2], data[3]]));
         let p = wire::padded_len(len, mtu);
-        assert!(p >= len && (p % 16 == 0 || p == mtu.max(len)));
+        assert!(p >= len && (p.is_multiple_of(16) || p == mtu.max(len)));
     }
 });

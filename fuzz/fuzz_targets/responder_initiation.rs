@@ -7,6 +7,7 @@
 //! - a genuine initiation from the known peer (fuzzed ephemeral key, sender index, timestamp),
 //!   optionally with one byte changed and mac1 recomputed;
 //! - a 92-byte response with a valid mac1 (no handshake is pending on the responder);
+//!
 //! and a source address, a clock step and the handshake backlog, so that under load the device
 //! builds cookie replies, which the target feeds back to the initiator's cookie state; later
 //! genuine initiations then carry a valid mac2 and reach the per-source rate limiter.

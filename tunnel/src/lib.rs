@@ -30,7 +30,7 @@ mod stats;
 pub mod timers;
 pub mod wire;
 
-pub use device::{ConfigError, Device, Received, RxOutcome, Transmit, DEFAULT_HANDSHAKE_QUEUE, DEFAULT_MTU};
+pub use device::{ConfigError, Device, Event, Received, RxOutcome, Transmit, DEFAULT_HANDSHAKE_QUEUE, DEFAULT_MTU};
 pub use peer::{Peer, PeerConfig, PeerId, PeerInfo};
 pub use session::{Session, SessionError};
 pub use stats::{DropReason, Stats};

@@ -214,3 +214,19 @@ fn every_type_and_length_up_to_200() {
         }
     }
 }
+
+#[test]
+fn named_field_ranges_match_the_table() {
+    use vpn_tunnel::wire::field::{self, cookie_reply, data, initiation, response};
+    assert_eq!(field::TYPE, 0..4);
+    assert_eq!(
+        [initiation::SENDER, initiation::EPHEMERAL, initiation::STATIC, initiation::TIMESTAMP, initiation::MAC1, initiation::MAC2],
+        [4..8, 8..40, 40..88, 88..116, 116..132, 132..148]
+    );
+    assert_eq!(
+        [response::SENDER, response::RECEIVER, response::EPHEMERAL, response::EMPTY, response::MAC1, response::MAC2],
+        [4..8, 8..12, 12..44, 44..60, 60..76, 76..92]
+    );
+    assert_eq!([cookie_reply::RECEIVER, cookie_reply::NONCE, cookie_reply::COOKIE], [4..8, 8..32, 32..64]);
+    assert_eq!((data::RECEIVER, data::COUNTER, data::PAYLOAD), (4..8, 8..16, 16));
+}

@@ -554,3 +554,52 @@ fn the_same_seed_gives_the_same_run() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn events_mirror_the_sessions_exactly() {
+    use std::collections::HashMap;
+    use vpn_tunnel::Event;
+    let mut sim = Sim::new(17, [0, 0]);
+    for n in &mut sim.nodes {
+        n.dev.enable_events();
+    }
+    for p in &mut sim.paths {
+        *p = Path { loss: 0.05, duplicate: 0.05, latency: Duration::from_millis(5), jitter: Duration::from_millis(10), up: true };
+    }
+    let mut mirrors: [HashMap<u32, u32>; 2] = [HashMap::new(), HashMap::new()];
+    let mut sending: [Option<u32>; 2] = [None, None];
+    // Long enough for several rekeys and, after the traffic stops, key zeroing.
+    for k in 0..650u32 {
+        if k < 300 {
+            sim.send(k as usize % 2, k, 100);
+        }
+        sim.run_until(Duration::from_secs(2 * (k as u64 + 1)));
+        for (i, mirror) in mirrors.iter_mut().enumerate() {
+            let dev = &mut sim.nodes[i].dev;
+            while let Some(e) = dev.poll_event() {
+                match e {
+                    Event::SessionAdded { session, .. } => {
+                        assert!(mirror.insert(session.local_index, session.remote_index).is_none());
+                    }
+                    Event::SessionRemoved { local_index } => {
+                        assert!(mirror.remove(&local_index).is_some(), "removed an index never added");
+                    }
+                    Event::PeerChanged(id) => sending[i] = dev.current_sending(id).map(|(s, _)| s.local_index),
+                    _ => {}
+                }
+            }
+            let peer = dev.peer(sim.nodes[i].peer).unwrap();
+            let mut live: Vec<u32> = [&peer.keypairs().previous, &peer.keypairs().current, &peer.keypairs().next]
+                .into_iter()
+                .flatten()
+                .map(|s| s.local_index)
+                .collect();
+            let mut mirrored: Vec<u32> = mirror.keys().copied().collect();
+            live.sort_unstable();
+            mirrored.sort_unstable();
+            assert_eq!(live, mirrored, "node {i} at step {k}");
+            assert_eq!(sending[i], peer.current_session().map(|s| s.local_index), "node {i} at step {k}");
+        }
+    }
+    assert!(mirrors.iter().all(|m| m.is_empty()), "keys zeroed at the end");
+}

@@ -46,6 +46,7 @@ fn receive(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
                 // Let the device classify and count it (malformed or bad mac1): cheap.
                 let mut device = lock(&sh.device);
                 let _ = device.handle_datagram(Instant::now(), src, datagram, &|_, _| false);
+                let _ = sh.sync(&mut device);
             }
         }
         None => lock(&sh.device).count_drop(DropReason::Malformed),
@@ -61,7 +62,7 @@ fn queue_handshake(sh: &Shared, datagram: &[u8], src: SocketAddr) {
 fn receive_data(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
     let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
     let now = Instant::now();
-    let Some((peer, session)) = lock(&sh.device).receiving_session(receiver) else {
+    let Some((peer, session)) = sh.sessions.get(&receiver).map(|e| e.value().clone()) else {
         lock(&sh.device).count_drop(DropReason::UnknownIndex);
         return;
     };
@@ -91,7 +92,7 @@ fn receive_data(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
     if let Some(reason) = refused {
         device.count_drop(reason);
     }
-    let transmits = Shared::drain(&mut device);
+    let transmits = sh.sync(&mut device);
     drop(device);
     sh.send_all(transmits);
 }
@@ -104,7 +105,7 @@ pub(super) fn handshake_worker(sh: Arc<Shared>) {
         device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
         let table = sh.table.load();
         let _ = device.handle_datagram(Instant::now(), src, &mut datagram, &|peer, ip| routes_to(&table, ip, peer));
-        let transmits = Shared::drain(&mut device);
+        let transmits = sh.sync(&mut device);
         drop(device);
         sh.send_all(transmits);
     }

@@ -12,8 +12,14 @@
 //!
 //! # Shared state, and who may touch it
 //!
-//! - `device: Mutex<Device>`: protocol state. Readers take it briefly to look a session up and to
-//!   report what they sealed or opened; crypto runs outside it on the shared `Arc<Session>`.
+//! - `device: Mutex<Device>`: protocol state (handshakes, timers, counters). Readers take it
+//!   briefly to report what they sealed or opened; crypto runs outside it on the shared
+//!   `Arc<Session>`. Whoever holds it drains the device's events into the two maps below before
+//!   releasing it ([`Shared::sync`]), so they never lag behind the device.
+//! - `sessions: DashMap<u32, (PeerId, Arc<Session>)>` (receiver index → session) and
+//!   `sending: DashMap<PeerId, (Arc<Session>, SocketAddr)>` (current session and endpoint per
+//!   peer): written at handshake and roaming rate, read by the packet path without the device
+//!   lock.
 //! - `table: ArcSwap<Table>`: the allowed-IPs trie and the mac1 key, an immutable snapshot
 //!   replaced as a whole on every configuration change; the packet path reads it without locking.
 //! - `sockets: ArcSwap<Sockets>`: the bound sockets; replaced when the port changes (readers of the
@@ -33,8 +39,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
+use dashmap::DashMap;
 use rand_core::OsRng;
-use vpn_tunnel::{Device, PeerConfig, PeerId, Transmit};
+use vpn_tunnel::{Device, Event, PeerConfig, PeerId, Session, Transmit};
 
 use crate::allowed_ips::AllowedIps;
 use crate::config::{InterfaceConfig, InterfaceStatus, PeerStatus};
@@ -86,6 +93,8 @@ pub(crate) struct Shared {
     pub(crate) tun: Arc<dyn TunIo>,
     net: Arc<dyn Network>,
     pub(crate) device: Mutex<Device>,
+    pub(crate) sessions: DashMap<u32, (PeerId, Arc<Session>)>,
+    pub(crate) sending: DashMap<PeerId, (Arc<Session>, SocketAddr)>,
     config: Mutex<InterfaceConfig>,
     pub(crate) table: ArcSwap<Table>,
     pub(crate) sockets: ArcSwap<Sockets>,
@@ -129,8 +138,31 @@ impl Shared {
         }
     }
 
-    /// Drains the device's transmit queue (call with the lock held, send after releasing it).
-    pub(crate) fn drain(device: &mut Device) -> Vec<Transmit> {
+    /// Mirrors the device's session changes into the lock-free maps and takes its queued
+    /// datagrams (call with the lock held; send them after releasing it).
+    pub(crate) fn sync(&self, device: &mut Device) -> Vec<Transmit> {
+        while let Some(e) = device.poll_event() {
+            match e {
+                Event::SessionAdded { peer, session } => {
+                    self.sessions.insert(session.local_index, (peer, session));
+                }
+                Event::SessionRemoved { local_index } => {
+                    self.sessions.remove(&local_index);
+                }
+                Event::PeerChanged(peer) => match device.current_sending(peer) {
+                    Some(s) => {
+                        self.sending.insert(peer, s);
+                    }
+                    None => {
+                        self.sending.remove(&peer);
+                    }
+                },
+                Event::PeerRemoved(peer) => {
+                    self.sending.remove(&peer);
+                }
+                _ => {}
+            }
+        }
         std::iter::from_fn(|| device.poll_transmit()).collect()
     }
 
@@ -179,10 +211,13 @@ impl Engine {
         let mtu = tun.mtu();
         let mut device = Device::new(None, Box::new(OsRng), Instant::now(), unix_now());
         device.set_mtu(mtu);
+        device.enable_events();
         let shared = Arc::new(Shared {
             tun,
             net,
             device: Mutex::new(device),
+            sessions: DashMap::new(),
+            sending: DashMap::new(),
             config: Mutex::new(InterfaceConfig::default()),
             table: ArcSwap::from_pointee(Table::default()),
             sockets: ArcSwap::from_pointee(Sockets { port: bound.port, fwmark: 0, list: bound.sockets, generation: 0 }),
@@ -280,7 +315,7 @@ impl Engine {
             }
         }
         sh.table.store(Arc::new(Table { routes, mac1_key: device.mac1_key() }));
-        let transmits = Shared::drain(&mut device);
+        let transmits = sh.sync(&mut device);
         drop(device);
         if let Some(s) = new_sockets {
             let fresh = s.generation != current.generation;
@@ -301,15 +336,12 @@ impl Engine {
         let config = lock(&sh.config);
         let device = lock(&sh.device);
         let now = Instant::now();
-        let table = sh.table.load();
         let peers = config
             .peers
             .iter()
             .filter_map(|p| {
                 let id = device.peer_id(&p.public_key)?;
                 let info = device.peer_info(id, now)?;
-                let mut allowed_ips = p.allowed_ips.clone();
-                allowed_ips.retain(|a| table.routes.prefixes_of(id).contains(a));
                 Some(PeerStatus {
                     public_key: p.public_key,
                     preshared_key: p.preshared_key.clone(),
@@ -318,7 +350,7 @@ impl Engine {
                     rx_bytes: info.rx_bytes,
                     tx_bytes: info.tx_bytes,
                     persistent_keepalive: p.persistent_keepalive,
-                    allowed_ips,
+                    allowed_ips: p.allowed_ips.clone(),
                 })
             })
             .collect();
@@ -358,6 +390,7 @@ impl Engine {
         let mut device = lock(&self.shared.device);
         device.clear_peers();
         device.set_private_key(None);
+        let _ = self.shared.sync(&mut device);
     }
 }
 
@@ -374,7 +407,7 @@ fn timer_loop(sh: Arc<Shared>) {
         let (transmits, next) = {
             let mut device = lock(&sh.device);
             device.handle_timeout(now);
-            (Shared::drain(&mut device), device.poll_timeout())
+            (sh.sync(&mut device), device.poll_timeout())
         };
         sh.send_all(transmits);
         let sleep = next.map_or(TIMER_TICK, |t| t.saturating_duration_since(Instant::now()).min(TIMER_TICK));

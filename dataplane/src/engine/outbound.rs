@@ -35,14 +35,14 @@ fn send_packet(sh: &Shared, buf: &mut [u8], len: usize, mtu: usize) {
     // No peer has this destination among its allowed IPs: nothing to do (like the kernel, drop).
     let Some(peer) = table.routes.lookup(packet.destination) else { return };
     let now = Instant::now();
-    let fast = lock(&sh.device).sending_session(now, peer);
+    let fast = sh.sending.get(&peer).map(|e| e.value().clone()).filter(|(s, _)| s.can_send(now));
     if let Some((session, destination)) = fast {
         if let Ok(total) = session.seal(now, buf, len, mtu) {
             let sockets = sh.sockets.load();
             sh.send_to(&sockets, &buf[..total], destination);
             let mut device = lock(&sh.device);
             device.note_sent(now, peer, 1, 1, total as u64);
-            let transmits = Shared::drain(&mut device);
+            let transmits = sh.sync(&mut device);
             drop(device);
             sh.send_all(transmits);
             return;
@@ -50,7 +50,7 @@ fn send_packet(sh: &Shared, buf: &mut [u8], len: usize, mtu: usize) {
     }
     let mut device = lock(&sh.device);
     let _ = device.send(now, peer, &buf[16..16 + len]);
-    let transmits = Shared::drain(&mut device);
+    let transmits = sh.sync(&mut device);
     drop(device);
     sh.send_all(transmits);
 }

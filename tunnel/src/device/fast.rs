@@ -64,9 +64,10 @@ impl Device {
     pub fn note_received(&mut self, now: Instant, id: PeerId, local_index: u32, src: SocketAddr, bytes: u64, outcome: RxOutcome) {
         let Some(peer) = self.peers.get_mut(&id) else { return };
         let ctx = &mut self.ctx;
-        peer.endpoint = Some(src);
+        ctx.set_endpoint(id, peer, src);
         if let Some(evicted) = peer.keypairs.confirm(local_index) {
             ctx.release_sessions(evicted);
+            ctx.event(super::Event::PeerChanged(id));
             peer.timers.handshake_complete();
             peer.last_handshake = Some(ctx.clock.unix(now));
             send_staged(ctx, id, peer, now);

@@ -56,6 +56,28 @@ pub struct Transmit {
     pub payload: Vec<u8>,
 }
 
+/// A change the data plane mirrors in its lock-free tables (see [`Device::enable_events`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session now exists under its `local_index`: data messages naming it may be opened.
+    SessionAdded {
+        /// Its peer.
+        peer: PeerId,
+        /// The session.
+        session: Arc<Session>,
+    },
+    /// The session with this index is gone (evicted, expired or zeroed).
+    SessionRemoved {
+        /// Its index.
+        local_index: u32,
+    },
+    /// The peer's current session or endpoint changed: re-read [`Device::current_sending`].
+    PeerChanged(PeerId),
+    /// The peer was removed.
+    PeerRemoved(PeerId),
+}
+
 /// Why a configuration change was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -97,6 +119,7 @@ pub(crate) struct Ctx {
     load: LoadMonitor,
     backlog: (usize, usize),
     ratelimiter: RateLimiter,
+    events: Option<VecDeque<Event>>,
 }
 
 impl Ctx {
@@ -114,9 +137,43 @@ impl Ctx {
         }
     }
 
+    fn event(&mut self, e: Event) {
+        if let Some(q) = self.events.as_mut() {
+            q.push_back(e);
+        }
+    }
+
     fn release_sessions(&mut self, sessions: impl IntoIterator<Item = Arc<Session>>) {
         for s in sessions {
             self.indices.remove(&s.local_index);
+            self.event(Event::SessionRemoved { local_index: s.local_index });
+        }
+    }
+
+    /// Installs a new session in the peer's slots and tells the data plane.
+    fn install(&mut self, id: PeerId, peer: &mut Peer, session: Session) {
+        let session = Arc::new(session);
+        self.event(Event::SessionAdded { peer: id, session: Arc::clone(&session) });
+        let evicted = peer.keypairs.install(session);
+        self.release_sessions(evicted);
+        self.event(Event::PeerChanged(id));
+    }
+
+    /// Destroys every session and the pending handshake of a peer.
+    fn clear_sessions(&mut self, id: PeerId, peer: &mut Peer) {
+        let released = peer.keypairs.clear();
+        self.release_sessions(released);
+        if let Some(h) = peer.handshake.take() {
+            self.indices.remove(&h.local_index);
+        }
+        self.event(Event::PeerChanged(id));
+    }
+
+    /// Roaming: follows an authenticated source address.
+    fn set_endpoint(&mut self, id: PeerId, peer: &mut Peer, src: SocketAddr) {
+        if peer.endpoint != Some(src) {
+            peer.endpoint = Some(src);
+            self.event(Event::PeerChanged(id));
         }
     }
 
@@ -162,6 +219,7 @@ impl Device {
                 load: LoadMonitor::default(),
                 backlog: (0, DEFAULT_HANDSHAKE_QUEUE),
                 ratelimiter: RateLimiter::default(),
+                events: None,
             },
             peers: BTreeMap::new(),
             by_key: HashMap::new(),
@@ -203,16 +261,9 @@ impl Device {
                 let _ = self.remove_peer(id);
             }
         }
-        let Ctx { identity, indices, .. } = &mut self.ctx;
-        let identity = identity.as_ref().map(|(id, _)| id);
-        for peer in self.peers.values_mut() {
-            peer.keys.rekey_identity(identity);
-            for s in peer.keypairs.clear() {
-                indices.remove(&s.local_index);
-            }
-            if let Some(h) = peer.handshake.take() {
-                indices.remove(&h.local_index);
-            }
+        for (id, peer) in self.peers.iter_mut() {
+            peer.keys.rekey_identity(self.ctx.identity.as_ref().map(|(i, _)| i));
+            self.ctx.clear_sessions(*id, peer);
         }
     }
 
@@ -248,11 +299,8 @@ impl Device {
     pub fn remove_peer(&mut self, id: PeerId) -> Result<(), ConfigError> {
         let mut peer = self.peers.remove(&id).ok_or(ConfigError::NoSuchPeer)?;
         self.by_key.remove(&peer.keys.remote_static);
-        let released = peer.keypairs.clear();
-        self.ctx.release_sessions(released);
-        if let Some(h) = peer.handshake.take() {
-            self.ctx.indices.remove(&h.local_index);
-        }
+        self.ctx.clear_sessions(id, &mut peer);
+        self.ctx.event(Event::PeerRemoved(id));
         Ok(())
     }
 
@@ -293,7 +341,8 @@ impl Device {
 
     /// Sets a peer's endpoint.
     pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) -> Result<(), ConfigError> {
-        self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?.endpoint = Some(endpoint);
+        let peer = self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?;
+        self.ctx.set_endpoint(id, peer, endpoint);
         Ok(())
     }
 
@@ -318,6 +367,24 @@ impl Device {
     /// Number of receiver indices in use (handshakes and sessions).
     pub fn indices_in_use(&self) -> usize {
         self.ctx.indices.len()
+    }
+
+    /// Starts recording [`Event`]s for [`Device::poll_event`]; a driver that mirrors sessions in
+    /// its own tables must drain them after every call (they are not recorded otherwise).
+    pub fn enable_events(&mut self) {
+        self.ctx.events.get_or_insert_with(VecDeque::new);
+    }
+
+    /// The next recorded event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.ctx.events.as_mut()?.pop_front()
+    }
+
+    /// The peer's current session and endpoint, whatever their state (the data plane checks
+    /// [`Session::can_send`] per packet).
+    pub fn current_sending(&self, id: PeerId) -> Option<(Arc<Session>, SocketAddr)> {
+        let peer = self.peers.get(&id)?;
+        Some((Arc::clone(peer.keypairs.current.as_ref()?), peer.endpoint?))
     }
 
     /// The next datagram to send, if any.

@@ -6,7 +6,6 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 use vpn_crypto::PrivateKey;
@@ -160,7 +159,7 @@ impl Device {
         if let Some(ours) = peer.handshake.take() {
             self.ctx.indices.remove(&ours.local_index);
         }
-        peer.endpoint = Some(src);
+        self.ctx.set_endpoint(id, peer, src);
         peer.rx_bytes += INITIATION_LEN as u64;
 
         let ctx = &mut self.ctx;
@@ -175,8 +174,7 @@ impl Device {
             }
         };
         peer.cookie.add_macs(now, &peer.keys.mac1_key, &mut response);
-        let evicted = peer.keypairs.install(Arc::new(Session::new(keys, now)));
-        ctx.release_sessions(evicted);
+        ctx.install(id, peer, Session::new(keys, now));
         peer.timers.session_derived(now);
         peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
         peer.timers.any_authenticated_packet_sent();
@@ -197,9 +195,8 @@ impl Device {
         // The handshake's index now names the session.
         peer.handshake = None;
         let ctx = &mut self.ctx;
-        let evicted = peer.keypairs.install(Arc::new(Session::new(keys, now)));
-        ctx.release_sessions(evicted);
-        peer.endpoint = Some(src);
+        ctx.install(id, peer, Session::new(keys, now));
+        ctx.set_endpoint(id, peer, src);
         peer.timers.session_derived(now);
         peer.timers.handshake_complete();
         peer.last_handshake = Some(ctx.clock.unix(now));

@@ -188,13 +188,7 @@ pub(super) fn on_timer(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: Instant,
             peer.timers.keepalive_sent_by_timer(now);
         }
         TimerEvent::NewHandshake => send_initiation(ctx, id, peer, now, false),
-        TimerEvent::ZeroKeyMaterial => {
-            let released = peer.keypairs.clear();
-            ctx.release_sessions(released);
-            if let Some(h) = peer.handshake.take() {
-                ctx.indices.remove(&h.local_index);
-            }
-        }
+        TimerEvent::ZeroKeyMaterial => ctx.clear_sessions(id, peer),
         TimerEvent::PersistentKeepalive => {
             if peer.persistent_keepalive > 0 {
                 send_keepalive(ctx, id, peer, now);
