@@ -1,8 +1,11 @@
 # shellcheck shell=bash
 # Roaming: while the client pings the server every 0.2 s, the client
 #  1. changes its listen port (`wg set IF listen-port P`),
-#  2. moves to another outer address (192.168.241.1 -> 192.168.241.3 on its veth),
-#  3. switches to the IPv6 outer path (its endpoint for the server becomes [fd00:241::2]:port);
+#  2. moves to another outer address and port at once (192.168.241.1 -> 192.168.241.3 on its
+#     veth, and a new listen port), as behind a NAT that rebinds,
+#  3. switches to the IPv6 outer path (its endpoint for the server becomes [fd00:241::2]:port),
+#  4. (vpn clients) moves to another address keeping its port, which needs the client to notice
+#     that its cached source address vanished, as the kernel does;
 # after each change traffic continues and `wg show` on the server reports the client's new
 # endpoint, learnt from authenticated packets alone (the server never knew the client's endpoint).
 
@@ -29,7 +32,7 @@ roam_check() {
 }
 
 roaming() {
-    local client=$1 server=$2 t port2
+    local client=$1 server=$2 t port2 port3
     # Side A is the client, side B the server; only the client knows the other's endpoint.
     setup_pair "$client" "$server"
     configure_pair a 4
@@ -44,14 +47,33 @@ roaming() {
     must wg set "$IF_A" listen-port "$port2"
     roam_check "client listen-port $PORT_A -> $port2" "192.168.241.1:$port2" "$t"
 
+    # The new address must survive the removal of the old (primary) one.
+    must ip netns exec "$NS_A" sysctl -qw "net.ipv4.conf.$VETH_A.promote_secondaries=1"
+    port3=$((PORT_A + 200))
     t=$(now)
     must ip -n "$NS_A" addr add 192.168.241.3/24 dev "$VETH_A"
     must ip -n "$NS_A" addr del 192.168.241.1/24 dev "$VETH_A"
-    roam_check "client address 192.168.241.1 -> 192.168.241.3" "192.168.241.3:$port2" "$t"
+    must wg set "$IF_A" listen-port "$port3"
+    roam_check "client address and port 192.168.241.1:$port2 -> 192.168.241.3:$port3" "192.168.241.3:$port3" "$t"
 
     t=$(now)
     must wg set "$IF_A" peer "$PUB_B" endpoint "$(outer_ep b 6)"
-    roam_check "client moves to the IPv6 outer path" "[fd00:241::1]:$port2" "$t"
+    roam_check "client moves to the IPv6 outer path" "[fd00:241::1]:$port3" "$t"
+
+    # The address alone changes (same port), as when a host moves to another network. The kernel
+    # notices that the source address it was using is gone and picks a new one; wireguard-go does
+    # not (it keeps sending from the vanished address and gets ENETUNREACH), so this step is for a
+    # vpn client only.
+    must wg set "$IF_A" peer "$PUB_B" endpoint "$(outer_ep b 4)"
+    roam_check "client back on the IPv4 outer path" "192.168.241.3:$port3" "$(now)"
+    if [[ $client == vpn && $UNDER_TEST == vpn ]]; then
+        t=$(now)
+        must ip -n "$NS_A" addr add 192.168.241.4/24 dev "$VETH_A"
+        must ip -n "$NS_A" addr del 192.168.241.3/24 dev "$VETH_A"
+        roam_check "client address only 192.168.241.3 -> 192.168.241.4 (port $port3 kept)" "192.168.241.4:$port3" "$t"
+    else
+        log "(address-only move not checked: the client is wireguard-go, which keeps a vanished source address)"
+    fi
 
     stop_pid "$BG_PING_PID" 0 3
     must wg show "$IF_B"

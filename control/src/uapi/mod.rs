@@ -11,7 +11,7 @@
 //! |---|---|
 //! | [`parse`] | `set` bodies into a [`SetRequest`] (every value validated, nothing applied) |
 //! | [`reader`] | framing of a byte stream into requests, with line and size limits |
-//! | [`apply`] | a [`SetRequest`] on an [`InterfaceConfig`](vpn_dataplane::InterfaceConfig), returning the new one or an error |
+//! | [`apply`](mod@apply) | a [`SetRequest`] on an [`InterfaceConfig`](vpn_dataplane::InterfaceConfig), returning the new one or an error |
 //! | [`format`] | an [`InterfaceStatus`](vpn_dataplane::InterfaceStatus) as the bytes of a `get` reply |
 //! | [`server`] | the Unix socket listener, connection threads and the [`Backend`] trait |
 //!
@@ -29,6 +29,6 @@ pub mod server;
 pub use apply::{apply, MAX_PEERS};
 pub use errno::Errno;
 pub use format::{errno_response, get_response, write_status};
-pub use parse::{AllowedIpChange, ParseError, ParseErrorKind, PeerRequest, PrivateKeyChange, SetParser, SetRequest};
+pub use parse::{parse_set, AllowedIpChange, ParseError, ParseErrorKind, PeerRequest, PrivateKeyChange, SetParser, SetRequest};
 pub use reader::{Limits, Next, ReadError, Request, RequestReader};
-pub use server::{Backend, ServerHandle, Shutdown, UapiError, UapiServer};
+pub use server::{Backend, ServerHandle, ServerLimits, Shutdown, UapiError, UapiServer, SOCKET_DIR};

@@ -10,11 +10,16 @@
 //!   an operation is closed to make room; if all are busy, the new one is closed. A connection
 //!   that sends nothing for [`ServerLimits::idle_timeout`] is closed, as is one that does not read
 //!   its replies for as long. So idle clients can delay no one.
-//! - `set` requests are serialized: read the configuration, [`apply`], hand the result to
+//! - `set` requests are serialized: read the configuration, [`apply`](super::apply()), hand the result to
 //!   [`Backend::apply`], under one mutex. `get` only reads [`Backend::status`].
 //! - The socket file is removed when the server stops, if it is still ours. Its deletion by
 //!   someone else is visible through [`ServerHandle::socket_removed`] (wireguard-go shuts the
-//!   interface down then; the daemon decides).
+//!   interface down then; the daemon decides, e.g. by polling it every second).
+//!
+//! Memory is bounded by the limits: a connection holds at most one parsed request of at most
+//! [`Limits::max_request`] bytes of text (the text itself is parsed line by line, not kept).
+//! Replies are written with `write(2)`, so the process must ignore `SIGPIPE`, as Rust programs
+//! do by default.
 
 use std::collections::HashMap;
 use std::fs;
@@ -94,7 +99,7 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> UapiErro
 /// Connection limits of a [`UapiServer`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerLimits {
-    /// Connections served at once (default 64).
+    /// Connections served at once (default 64; at least 1 is used).
     pub max_connections: usize,
     /// A connection that sends nothing, or reads nothing of a reply, this long is closed (default 10 s).
     pub idle_timeout: Duration,
@@ -117,7 +122,8 @@ pub struct Shutdown {
 #[derive(Debug, Default)]
 struct ShutdownInner {
     flag: AtomicBool,
-    wakers: Mutex<Vec<UnixStream>>,
+    /// Write ends of the wake-up pipes of the accept threads watching this signal, by id.
+    wakers: Mutex<Vec<(u64, UnixStream)>>,
 }
 
 impl Shutdown {
@@ -129,7 +135,7 @@ impl Shutdown {
     /// Asks every server using this signal to stop; they stop accepting at once.
     pub fn trigger(&self) {
         self.inner.flag.store(true, Ordering::SeqCst);
-        for w in lock(&self.inner.wakers).iter() {
+        for (_, w) in lock(&self.inner.wakers).iter() {
             let _ = (&*w).write(&[1]);
         }
     }
@@ -139,8 +145,12 @@ impl Shutdown {
         self.inner.flag.load(Ordering::SeqCst)
     }
 
-    fn register(&self, waker: UnixStream) {
-        lock(&self.inner.wakers).push(waker);
+    fn register(&self, id: u64, waker: UnixStream) {
+        lock(&self.inner.wakers).push((id, waker));
+    }
+
+    fn unregister(&self, id: u64) {
+        lock(&self.inner.wakers).retain(|(i, _)| *i != id);
     }
 }
 
@@ -249,15 +259,21 @@ impl UapiServer {
     /// connections are closed and the socket file is removed (if it is still ours).
     pub fn serve(mut self, backend: Arc<dyn Backend>, shutdown: Shutdown) -> Result<ServerHandle, UapiError> {
         let path = self.file.path.clone();
-        let Some(listener) = self.listener.take() else { unreachable!("the listener is only taken here, and serve consumes self") };
-        let (wake_tx, wake_rx) = UnixStream::pair().map_err(io_err("creating wake-up pipe for", &path))?;
-        for s in [&wake_tx, &wake_rx] {
-            s.set_nonblocking(true).map_err(io_err("creating wake-up pipe for", &path))?;
-        }
+        let pipe_err = || io_err("creating wake-up pipe for", &path);
+        // Until the accept thread runs, an early return drops `self`, which removes the socket file.
+        let (wake_tx, wake_rx) = UnixStream::pair().map_err(pipe_err())?;
+        wake_tx.set_nonblocking(true).map_err(pipe_err())?;
+        wake_rx.set_nonblocking(true).map_err(pipe_err())?;
+        let wake_tx2 = wake_tx.try_clone().map_err(pipe_err())?;
+        let Some(listener) = self.listener.take() else { unreachable!("only `serve` takes the listener, and it consumes the server") };
+
+        static SERVERS: AtomicU64 = AtomicU64::new(0);
+        let id = SERVERS.fetch_add(1, Ordering::Relaxed);
         let stop = Shutdown::new();
-        stop.register(wake_tx.try_clone().map_err(io_err("creating wake-up pipe for", &path))?);
-        shutdown.register(wake_tx);
-        let file = self.file.clone();
+        stop.register(id, wake_tx2);
+        shutdown.register(id, wake_tx);
+        let user_signal = shutdown.clone();
+        let signals = [shutdown, stop.clone()];
         let shared = Arc::new(Shared {
             backend,
             limits: self.limits,
@@ -266,19 +282,25 @@ impl UapiServer {
             conns_done: Condvar::new(),
             epoch: Instant::now(),
         });
-        let signals = [shutdown, stop.clone()];
-        let thread_shared = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name("uapi-accept".into())
-            .spawn(move || {
-                accept_loop(&thread_shared, &listener, &wake_rx, &signals);
-                thread_shared.close_all();
-                file.remove_if_ours();
-            })
-            .map_err(io_err("starting accept thread for", &path))?;
-        // The accept thread now owns the socket file's removal (the listener is gone from `self`,
-        // so dropping `self` leaves the file alone).
-        Ok(ServerHandle { file: SocketFile { path, id: self.file.id }, stop, accept: Some(accept) })
+        let file = self.file.clone();
+        let spawned = thread::Builder::new().name("uapi-accept".into()).spawn(move || {
+            accept_loop(&shared, &listener, &wake_rx, &signals);
+            drop(listener);
+            file.remove_if_ours();
+            shared.close_all();
+            for s in &signals {
+                s.unregister(id);
+            }
+        });
+        match spawned {
+            // From here on the accept thread removes the socket file.
+            Ok(accept) => Ok(ServerHandle { file: self.file.clone(), stop, accept: Some(accept) }),
+            Err(e) => {
+                user_signal.unregister(id);
+                self.file.remove_if_ours();
+                Err(UapiError::Io { what: "starting accept thread for", path, source: e })
+            }
+        }
     }
 }
 
@@ -385,7 +407,7 @@ impl Shared {
     /// Registers `stream` and starts its thread, making room at the cap if an idle connection can go.
     fn admit(self: &Arc<Self>, stream: UnixStream) {
         let mut conns = lock(&self.conns);
-        if conns.open.len() >= self.limits.max_connections {
+        if conns.open.len() >= self.limits.max_connections.max(1) {
             let victim = conns
                 .open
                 .iter()
