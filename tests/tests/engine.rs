@@ -107,3 +107,56 @@ fn listen_port_change_and_refusal() {
     assert!(b.engine.apply(cfg).is_err());
     assert_eq!(b.engine.config(), before);
 }
+
+#[test]
+fn handshake_flood_does_not_starve_an_established_tunnel() {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use vpn_dataplane::Network;
+    use vpn_tunnel::constants::LABEL_MAC1;
+    use vpn_tunnel::noise::labelled_key;
+
+    let (net, a, b) = pair();
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 1, 100), T));
+    // An attacker who knows B's public key floods it with initiations that carry a valid mac1
+    // (so they pass the cheap check) from many addresses.
+    let mac1_key = labelled_key(LABEL_MAC1, &b.public);
+    let target: SocketAddr = b.endpoint();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flooders: Vec<_> = (0..2u8)
+        .map(|i| {
+            let host = net.host(format!("203.0.113.{}", i + 1).parse().unwrap());
+            let (stop, mac1_key) = (Arc::clone(&stop), mac1_key);
+            std::thread::spawn(move || {
+                let sock = host.bind(0, 0).unwrap().sockets.remove(0);
+                let mut n = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut m = [0u8; 148];
+                    m[0] = 1;
+                    m[4..8].copy_from_slice(&n.to_le_bytes());
+                    m[8..116].iter_mut().enumerate().for_each(|(j, x)| *x = (j as u32 ^ n) as u8);
+                    let mac = vpn_crypto::blake2s::mac(&mac1_key, &[&m[..116]]);
+                    m[116..132].copy_from_slice(&mac);
+                    let _ = sock.send(&m, target);
+                    n = n.wrapping_add(1);
+                    if n % 64 == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    // Data keeps flowing both ways during the flood.
+    for k in 0..20 {
+        assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 100 + k, 200), T), "A→B {k} during the flood");
+        assert!(deliver(&b, &a, &ipv4(b.tunnel_ip, a.tunnel_ip, 200 + k, 200), T), "B→A {k} during the flood");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent: u32 = flooders.into_iter().map(|t| t.join().unwrap()).sum();
+    assert!(sent > 1000, "the flood was real: {sent} initiations");
+    let drops = b.engine.drop_counters();
+    let refused: u64 = drops.iter().filter(|(n, _)| ["handshake_failed", "handshake_queue_full"].contains(n)).map(|(_, v)| v).sum();
+    assert!(refused > 0, "{drops:?}");
+}
