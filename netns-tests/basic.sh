@@ -23,7 +23,7 @@ register_basic() {
 # basic_ping PEER INITIATOR(vpn|peer) FAMILY: side A runs vpn, side B runs PEER. Only the
 # initiator knows the other's endpoint, so it necessarily makes the handshake.
 basic_ping() {
-    local peer=$1 init=$2 fam=$3 i r ip_i ip_r ns_i ns_r if_r pub_i side_i
+    local peer=$1 init=$2 fam=$3 ns_i ns_r if_r pub_i side_i
     setup_pair vpn "$peer"
     if [[ $init == vpn ]]; then
         configure_pair a "$fam"
@@ -78,7 +78,8 @@ basic_iperf() {
     wait_until 5 bash -c "ip netns exec '$NS_B' ss -Hltn 'sport = :5201' | grep -q LISTEN" || fail "iperf3 server did not start"
     fwd=$(iperf_run "$NS_A" "$INNER4_B") || fail "iperf3 vpn -> $(impl_label "$peer") failed"
     rev=$(iperf_run "$NS_A" "$INNER4_B" -R) || fail "iperf3 $(impl_label "$peer") -> vpn failed"
-    note "vpn -> $(impl_label "$peer"): $fwd Gbit/s; $(impl_label "$peer") -> vpn: $rev Gbit/s (TCP, 3 s, IPv4)"
+    local pl; pl=$(impl_label "$peer"); [[ $peer == vpn ]] && pl="vpn (peer)"
+    note "vpn -> $pl: $fwd Gbit/s; $pl -> vpn: $rev Gbit/s (TCP, 3 s, IPv4)"
     # The tunnel still works after the load.
     ping_ok "$NS_A" "$INNER6_B" || fail "ping after iperf3 lost packets"
 }

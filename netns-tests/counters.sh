@@ -20,6 +20,7 @@ counters_selftest() {
     out=$(ip netns exec "$NS_A" ping -c 10 -i 0.2 -W 1 -s 56 "$INNER4_B" 2>&1)
     printf '%s\n' "$out" | tail -3 | sed 's/^/    /' >&2
     grep -q ' 10 received' <<<"$out" || fail "not all 10 pings were answered"
+    sleep 0.1
     read -r rx tx < <(transfer_of "$IF_A" "$PUB_B")
     log "initiator ($(impl_label "$init")) wg show $IF_A transfer: rx $rx tx $tx"
     note "initiator $(impl_label "$init"): rx $rx tx $tx"

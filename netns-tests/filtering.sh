@@ -17,7 +17,7 @@ nft_count() {
 }
 
 allowed_ips_filter() {
-    local peer=$1 n tx0 tx1 rx
+    local peer=$1 n tx0 tx1
     setup_pair vpn "$peer"
     configure_pair b 4
     require_cmd nft

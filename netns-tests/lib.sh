@@ -26,12 +26,16 @@ NT_DAEMON_MAX=${NT_DAEMON_MAX:-300}
 # binary keeps its name or stays empty; the scenarios that need it say so).
 nt_resolve_binaries() {
     local p
-    if [[ -z ${VPN:-} ]]; then
-        if [[ -x $NT_ROOT/target/release/vpn ]]; then VPN=$NT_ROOT/target/release/vpn; else VPN=$NT_ROOT/target/debug/vpn; fi
+    if [[ -z ${VPN:-} || -z ${VPND:-} ]]; then
+        # Test what is in the tree: build it (a no-op when up to date) rather than trusting a
+        # binary that may be older than the sources.
+        if ! (cd "$NT_ROOT" && cargo build --release --locked --quiet --bin vpn --bin vpnd); then
+            echo "netns-tests: cannot build vpn (cargo build --release --bin vpn --bin vpnd)" >&2
+            return 1
+        fi
+        : "${VPN:=$NT_ROOT/target/release/vpn}" "${VPND:=$NT_ROOT/target/release/vpnd}"
     fi
-    if [[ -z ${VPND:-} ]]; then
-        if [[ -x $NT_ROOT/target/release/vpnd ]]; then VPND=$NT_ROOT/target/release/vpnd; else VPND=$NT_ROOT/target/debug/vpnd; fi
-    fi
+    export VPN VPND
     : "${WIREGUARD_GO:=wireguard-go}"
     if [[ -z ${BORINGTUN:-} ]]; then
         if p=$(command -v boringtun-cli); then BORINGTUN=$p
@@ -151,34 +155,45 @@ _pid_matches() { # pid starttime
     [[ $2 == 0 || $st == "$2" ]]
 }
 
+# _children PID -> "pid:starttime" of its children
+_children() {
+    local k
+    for k in $(pgrep -P "$1" 2>/dev/null); do echo "$k:$(awk '{print $22}' "/proc/$k/stat" 2>/dev/null)"; done
+}
+_is_zombie() { [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
+
 # stop_pid PID [STARTTIME] [GRACE_SECONDS]: SIGTERM, then SIGKILL (with its children) after GRACE.
+# A process is only signalled while its start time still matches (no PID reuse accidents).
 stop_pid() {
-    local pid=$1 st=${2:-0} grace=${3:-5} i kids
+    local pid=$1 st=${2:-0} grace=${3:-5} i kids k
     _pid_matches "$pid" "$st" || return 0
-    kids=$(pgrep -P "$pid" 2>/dev/null)
+    kids=$(_children "$pid")
     kill -TERM "$pid" 2>/dev/null
     for ((i = 0; i < grace * 10; i++)); do
         _pid_matches "$pid" "$st" || break
-        # A zombie child of ours counts as gone.
-        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+        _is_zombie "$pid" && break # exited; its parent has not reaped it yet
         sleep 0.1
     done
-    if _pid_matches "$pid" "$st" && [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) != Z ]]; then
+    if _pid_matches "$pid" "$st" && ! _is_zombie "$pid"; then
         echo "process $pid did not exit on SIGTERM within ${grace}s: SIGKILL" >&2
-        kids="$kids $(pgrep -P "$pid" 2>/dev/null)"
-        kill -KILL "$pid" $kids 2>/dev/null
+        kids="$kids $(_children "$pid")"
+        kill -KILL "$pid" 2>/dev/null
     fi
-    # Children that the SIGTERM reached through `timeout` may still be finishing.
+    # Children (the daemon under `timeout`) got the SIGTERM forwarded: give them the same grace.
     for k in $kids; do
-        for ((i = 0; i < grace * 10; i++)); do kill -0 "$k" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$k" 2>/dev/null
+        for ((i = 0; i < grace * 10; i++)); do
+            _pid_matches "${k%%:*}" "${k#*:}" && ! _is_zombie "${k%%:*}" || continue 2
+            sleep 0.1
+        done
+        echo "process ${k%%:*} did not exit within ${grace}s: SIGKILL" >&2
+        kill -KILL "${k%%:*}" 2>/dev/null
     done
     return 0
 }
 
 # Removes everything scenario directory $1 recorded. Safe to call more than once.
 cleanup_scenario_dir() {
-    local dir=$1 pid st ns p run_prefix
+    local dir=$1 pid st ns p
     [[ -d $dir ]] || return 0
     if [[ -f $dir/netns ]]; then
         # Processes still inside our namespaces were started by us (directly or detached).
@@ -230,6 +245,7 @@ link_ns() {
     ip -n "$b" addr add fd00:241::2/64 dev "$vb" nodad
     ip -n "$a" link set "$va" up
     ip -n "$b" link set "$vb" up
+    # shellcheck disable=SC2034 # used by the scenarios
     VETH_A=$va VETH_B=$vb
 }
 

@@ -10,8 +10,11 @@ register_wgquick() {
     scenario "wg-quick up/down through vpnd" wgquick_updown
 }
 
+# ns_empty NS: no process runs inside NS.
+ns_empty() { [[ -z $(ip netns pids "$1") ]]; }
+
 wgquick_updown() {
-    local ifq qdir conf pids mtu out
+    local ifq qdir conf pids mtu
     require_impl vpnd wggo
     NS_A=$(new_ns a) || exit 1
     NS_B=$(new_ns b) || exit 1
@@ -72,7 +75,7 @@ EOF
     ((rc == 0)) || fail "wg-quick down failed (exit $rc)"
     if ip -n "$NS_A" link show "$ifq" >/dev/null 2>&1; then fail "interface $ifq still exists after wg-quick down"; fi
     wait_until 5 test ! -e "$WG_RUN_DIR/$ifq.sock" || fail "UAPI socket $WG_RUN_DIR/$ifq.sock still exists 5 s after wg-quick down"
-    wait_until 5 test -z "$(ip netns pids "$NS_A")" || fail "the daemon still runs 5 s after wg-quick down (pids: $(ip netns pids "$NS_A" | tr '\n' ' '))"
+    wait_until 5 ns_empty "$NS_A" || fail "the daemon still runs 5 s after wg-quick down (pids: $(ip netns pids "$NS_A" | tr '\n' ' '))"
     if wg show "$ifq" >/dev/null 2>&1; then fail "wg show $ifq still answers after wg-quick down"; fi
     log "interface, socket and daemon are gone"
 }

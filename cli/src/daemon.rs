@@ -137,8 +137,8 @@ impl Backend for EngineBackend {
     fn config(&self) -> InterfaceConfig {
         self.0.config()
     }
-    fn apply(&self, new: InterfaceConfig) -> Result<(), Errno> {
-        self.0.apply(new).map_err(|e| match e {
+    fn apply(&self, new: InterfaceConfig, recreated: &[vpn_crypto::PublicKey]) -> Result<(), Errno> {
+        self.0.apply_recreating(new, recreated).map_err(|e| match e {
             vpn_dataplane::ApplyError::AddrInUse(_) => Errno::EADDRINUSE,
             _ => Errno::EIO,
         })

@@ -4,6 +4,7 @@
 //! (`vpn daemon`, also installed as `vpnd` for `wg-quick`) and the key tools that `wg genkey`,
 //! `wg pubkey` and `wg genpsk` users expect, with the same input and output.
 
+mod bench;
 mod daemon;
 mod keys;
 
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Benchmark vpn against wireguard-go and boringtun in two network namespaces (root).
+    Bench(bench::BenchArgs),
     /// Run a userspace WireGuard interface driven by `wg` (a drop-in for wireguard-go).
     Daemon {
         /// Stay in the foreground instead of detaching.
@@ -40,6 +43,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Bench(args) => bench::run(args),
         Command::Daemon { foreground, ifname } => daemon::start(foreground, ifname),
         Command::Genkey => keys::genkey(),
         Command::Pubkey => keys::pubkey(),

@@ -15,7 +15,7 @@
 //! Work is linear in the size of the configuration plus the request: peers and prefixes are
 //! looked up through hash maps, and removals leave holes that are compacted once at the end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use vpn_crypto::{PresharedKey, PublicKey};
 use vpn_dataplane::{InterfaceConfig, IpPrefix, PeerSettings};
@@ -41,12 +41,22 @@ struct Work {
     by_key: HashMap<PublicKey, usize>,
     /// Which peer holds each prefix, and where in its list.
     owner: HashMap<IpPrefix, (usize, usize)>,
+    /// Keys removed during this request (by `replace_peers` or `remove`).
+    removed: HashSet<PublicKey>,
+    /// Keys removed and then created again: their state must start afresh.
+    recreated: Vec<PublicKey>,
 }
 
 impl Work {
     fn new(peers: &[PeerSettings]) -> Self {
-        let mut w =
-            Work { peers: Vec::with_capacity(peers.len()), live: 0, by_key: HashMap::with_capacity(peers.len()), owner: HashMap::new() };
+        let mut w = Work {
+            peers: Vec::with_capacity(peers.len()),
+            live: 0,
+            by_key: HashMap::with_capacity(peers.len()),
+            owner: HashMap::new(),
+            removed: HashSet::new(),
+            recreated: Vec::new(),
+        };
         for p in peers {
             if w.by_key.contains_key(&p.public_key) {
                 continue; // cannot happen for a configuration built by `apply`; keep the first
@@ -60,6 +70,9 @@ impl Work {
     }
 
     fn push(&mut self, settings: PeerSettings) -> usize {
+        if self.removed.remove(&settings.public_key) {
+            self.recreated.push(settings.public_key);
+        }
         let i = self.peers.len();
         self.by_key.insert(settings.public_key, i);
         self.peers.push(Some(WorkPeer { settings, ips: Vec::new() }));
@@ -75,6 +88,7 @@ impl Work {
     }
 
     fn clear(&mut self) {
+        self.removed.extend(self.by_key.keys().copied());
         self.peers.clear();
         self.by_key.clear();
         self.owner.clear();
@@ -84,6 +98,7 @@ impl Work {
     fn remove_peer(&mut self, i: usize) {
         if let Some(Some(p)) = self.peers.get_mut(i).map(Option::take) {
             self.by_key.remove(&p.settings.public_key);
+            self.removed.insert(p.settings.public_key);
             for prefix in p.ips.into_iter().flatten() {
                 self.owner.remove(&prefix);
             }
@@ -136,12 +151,28 @@ impl Work {
     }
 }
 
+/// The outcome of a `set`: the new configuration, and the peers that were removed and created
+/// again within the request (by `replace_peers=true` or `remove=true`): the engine must drop their
+/// sessions, endpoints and counters as if they were new, as the kernel and wireguard-go do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The configuration to put into effect.
+    pub config: InterfaceConfig,
+    /// Peers whose state must start afresh.
+    pub recreated: Vec<PublicKey>,
+}
+
 /// Applies `req` to `config` and returns the new configuration; on error nothing is returned and
 /// `config` is unchanged (it is only read).
 ///
 /// The only error is `EINVAL` for more than [`MAX_PEERS`] peers; the engine may still refuse the
 /// result (for example `EADDRINUSE` for a port it cannot bind).
 pub fn apply(config: &InterfaceConfig, req: &SetRequest) -> Result<InterfaceConfig, Errno> {
+    apply_detailed(config, req).map(|a| a.config)
+}
+
+/// [`apply`], also telling which peers were re-created.
+pub fn apply_detailed(config: &InterfaceConfig, req: &SetRequest) -> Result<Applied, Errno> {
     let private_key = match &req.private_key {
         None => config.private_key.clone(),
         Some(PrivateKeyChange::Set(k)) => Some(k.clone()),
@@ -165,12 +196,14 @@ pub fn apply(config: &InterfaceConfig, req: &SetRequest) -> Result<InterfaceConf
         apply_peer(&mut work, block)?;
     }
 
-    Ok(InterfaceConfig {
+    let recreated = std::mem::take(&mut work.recreated);
+    let config = InterfaceConfig {
         private_key,
         listen_port: req.listen_port.unwrap_or(config.listen_port),
         fwmark: req.fwmark.unwrap_or(config.fwmark),
         peers: work.finish(),
-    })
+    };
+    Ok(Applied { config, recreated })
 }
 
 fn apply_peer(work: &mut Work, block: &PeerRequest) -> Result<(), Errno> {

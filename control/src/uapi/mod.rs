@@ -26,7 +26,7 @@ pub mod parse;
 pub mod reader;
 pub mod server;
 
-pub use apply::{apply, MAX_PEERS};
+pub use apply::{apply, apply_detailed, Applied, MAX_PEERS};
 pub use errno::Errno;
 pub use format::{errno_response, get_response, write_status};
 pub use parse::{parse_set, AllowedIpChange, ParseError, ParseErrorKind, PeerRequest, PrivateKeyChange, SetParser, SetRequest};

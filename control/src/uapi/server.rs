@@ -38,8 +38,9 @@ use vpn_dataplane::{InterfaceConfig, InterfaceStatus};
 
 use super::format::{errno_response, get_response};
 use super::reader::{Limits, Next, Request, RequestReader};
-use super::{apply, Errno, SetRequest};
+use super::{apply_detailed, Errno, SetRequest};
 use crate::sys;
+use vpn_crypto::PublicKey;
 
 /// Where `wg` looks for UAPI sockets.
 pub const SOCKET_DIR: &str = "/var/run/wireguard";
@@ -50,11 +51,12 @@ pub trait Backend: Send + Sync + 'static {
     fn status(&self) -> InterfaceStatus;
     /// The configuration currently in effect (what the next `set` applies to).
     fn config(&self) -> InterfaceConfig;
-    /// Puts `new` into effect, entirely or not at all.
+    /// Puts `new` into effect, entirely or not at all. The peers in `recreated` were removed and
+    /// added again by the request: their sessions, endpoints and counters start afresh.
     ///
     /// Fails with `EADDRINUSE` when the listen port or fwmark cannot be applied to the UDP
     /// sockets; the backend guarantees that nothing changed then.
-    fn apply(&self, new: InterfaceConfig) -> Result<(), Errno>;
+    fn apply(&self, new: InterfaceConfig, recreated: &[PublicKey]) -> Result<(), Errno>;
 }
 
 /// Why the UAPI socket could not be created.
@@ -483,7 +485,7 @@ impl Shared {
     fn set(&self, req: &SetRequest) -> Result<(), Errno> {
         let _serial = lock(&self.set_lock);
         let current = self.backend.config();
-        let result = apply(&current, req).and_then(|new| self.backend.apply(new));
+        let result = apply_detailed(&current, req).and_then(|a| self.backend.apply(a.config, &a.recreated));
         match &result {
             Ok(()) => tracing::debug!("UAPI: configuration applied ({} peer blocks)", req.peers.len()),
             Err(e) => tracing::info!(errno = %e, "UAPI: set refused, configuration unchanged"),

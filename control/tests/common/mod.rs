@@ -68,7 +68,7 @@ impl Backend for MemBackend {
         self.current()
     }
 
-    fn apply(&self, new: InterfaceConfig) -> Result<(), Errno> {
+    fn apply(&self, new: InterfaceConfig, _recreated: &[vpn_crypto::PublicKey]) -> Result<(), Errno> {
         self.entered.fetch_add(1, Ordering::SeqCst);
         std::thread::sleep(*self.apply_delay.lock().unwrap());
         if *self.busy_port.lock().unwrap() == Some(new.listen_port) && new.listen_port != 0 {

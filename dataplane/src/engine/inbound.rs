@@ -73,28 +73,37 @@ fn receive_data(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
             return;
         }
     };
-    let (outcome, refused) = if plain_len == 0 {
-        (RxOutcome::Keepalive, None)
-    } else {
-        match inner::parse(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len]) {
-            Err(_) => (RxOutcome::Refused, Some(DropReason::InvalidInnerPacket)),
-            Ok(p) if !routes_to(&sh.table.load(), p.source, peer) => (RxOutcome::Refused, Some(DropReason::DisallowedSource)),
-            Ok(p) => {
-                if let Err(e) = sh.tun.send(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + p.len]) {
-                    tracing::debug!(error = %e, "TUN write failed");
-                }
-                (RxOutcome::Delivered, None)
-            }
-        }
+    let inner_len = if plain_len == 0 { Ok(0) } else { check_inner(sh, &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len], peer) };
+    let outcome = match inner_len {
+        Ok(0) => RxOutcome::Keepalive,
+        Ok(_) => RxOutcome::Delivered,
+        Err(_) => RxOutcome::Refused,
     };
+    // Account first, so that the endpoint follows a roaming peer before the packet reaches the
+    // host and the host's answer is sent back to where the packet came from.
     let mut device = lock(&sh.device);
     device.note_received(now, peer, receiver, src, datagram.len() as u64, outcome);
-    if let Some(reason) = refused {
+    if let Err(reason) = inner_len {
         device.count_drop(reason);
     }
     let transmits = sh.sync(&mut device);
     drop(device);
+    if let Ok(n @ 1..) = inner_len {
+        if let Err(e) = sh.tun.send(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + n]) {
+            tracing::debug!(error = %e, "TUN write failed");
+        }
+    }
     sh.send_all(transmits);
+}
+
+/// Validates a decrypted packet and checks that its source routes back to `peer`; returns its
+/// length without padding.
+fn check_inner(sh: &Shared, plaintext: &[u8], peer: vpn_tunnel::PeerId) -> Result<usize, DropReason> {
+    let p = inner::parse(plaintext).map_err(|_| DropReason::InvalidInnerPacket)?;
+    if !routes_to(&sh.table.load(), p.source, peer) {
+        return Err(DropReason::DisallowedSource);
+    }
+    Ok(p.len)
 }
 
 /// Consumes queued handshake messages and cookie replies.

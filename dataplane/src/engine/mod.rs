@@ -41,6 +41,7 @@ use arc_swap::ArcSwap;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use dashmap::DashMap;
 use rand_core::OsRng;
+use vpn_crypto::PublicKey;
 use vpn_tunnel::{Device, Event, PeerConfig, PeerId, Session, Transmit};
 
 use crate::allowed_ips::AllowedIps;
@@ -119,22 +120,40 @@ impl Shared {
         self.running.load(Ordering::Relaxed)
     }
 
-    /// Sends datagrams the device queued, each on the socket of its address family.
+    /// Sends datagrams the device queued, each on the socket of its address family; bytes that
+    /// could not be sent are taken back out of the peer's counter.
     pub(crate) fn send_all(&self, transmits: Vec<Transmit>) {
         if transmits.is_empty() {
             return;
         }
         let sockets = self.sockets.load();
+        let mut failed = Vec::new();
         for t in transmits {
-            self.send_to(&sockets, &t.payload, t.destination);
+            if !self.send_to(&sockets, &t.payload, t.destination) {
+                if let Some(peer) = t.peer {
+                    failed.push((peer, t.payload.len() as u64));
+                }
+            }
+        }
+        if !failed.is_empty() {
+            let mut device = lock(&self.device);
+            for (peer, bytes) in failed {
+                device.note_send_failed(peer, bytes);
+            }
         }
     }
 
-    pub(crate) fn send_to(&self, sockets: &Sockets, payload: &[u8], destination: SocketAddr) {
-        if let Some(s) = sockets.list.iter().find(|s| s.serves(&destination)) {
-            if let Err(e) = s.send(payload, destination) {
-                tracing::debug!(%destination, error = %e, "send failed");
-            }
+    /// Sends one datagram; false when it did not leave (no socket for the family, or an error).
+    pub(crate) fn send_to(&self, sockets: &Sockets, payload: &[u8], destination: SocketAddr) -> bool {
+        match sockets.list.iter().find(|s| s.serves(&destination)) {
+            Some(s) => match s.send(payload, destination) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::debug!(%destination, error = %e, "send failed");
+                    false
+                }
+            },
+            None => false,
         }
     }
 
@@ -243,6 +262,12 @@ impl Engine {
     /// Applies a whole new configuration: either all of it or, on error, nothing. Sessions of peers
     /// that stay are not disturbed.
     pub fn apply(&self, new: InterfaceConfig) -> Result<(), ApplyError> {
+        self.apply_recreating(new, &[])
+    }
+
+    /// [`Engine::apply`], where the peers in `recreated` start afresh (sessions, endpoint,
+    /// counters), as after `replace_peers` or a remove and re-add in one request.
+    pub fn apply_recreating(&self, new: InterfaceConfig, recreated: &[PublicKey]) -> Result<(), ApplyError> {
         let sh = &self.shared;
         let mut config = lock(&sh.config);
         // Fallible steps first, so a failure leaves everything as it was.
@@ -268,12 +293,13 @@ impl Engine {
             None
         };
 
+        let recreated: std::collections::HashSet<&PublicKey> = recreated.iter().collect();
         let now = Instant::now();
         let mut device = lock(&sh.device);
         device.set_private_key(new.private_key.clone());
-        // Peers gone from the configuration.
+        // Peers gone from the configuration, or re-created.
         for old in &config.peers {
-            if new.peer(&old.public_key).is_none() {
+            if new.peer(&old.public_key).is_none() || recreated.contains(&old.public_key) {
                 if let Some(id) = device.peer_id(&old.public_key) {
                     let _ = device.remove_peer(id);
                 }
@@ -293,7 +319,7 @@ impl Engine {
                     }
                 }
             };
-            let old = config.peer(&p.public_key);
+            let old = config.peer(&p.public_key).filter(|_| !recreated.contains(&p.public_key));
             if old.is_some_and(|o| o.preshared_key != p.preshared_key) {
                 let _ = device.set_preshared_key(id, p.preshared_key.clone());
             }

@@ -39,9 +39,10 @@ fn send_packet(sh: &Shared, buf: &mut [u8], len: usize, mtu: usize) {
     if let Some((session, destination)) = fast {
         if let Ok(total) = session.seal(now, buf, len, mtu) {
             let sockets = sh.sockets.load();
-            sh.send_to(&sockets, &buf[..total], destination);
+            let sent = sh.send_to(&sockets, &buf[..total], destination);
             let mut device = lock(&sh.device);
-            device.note_sent(now, peer, 1, 1, total as u64);
+            // Like the kernel: the timers count the attempt, the transfer counter only what left.
+            device.note_sent(now, peer, 1, usize::from(sent), if sent { total as u64 } else { 0 });
             let transmits = sh.sync(&mut device);
             drop(device);
             sh.send_all(transmits);

@@ -85,6 +85,14 @@ impl Device {
         }
     }
 
+    /// A datagram queued by the device for `id` could not be sent after all: take its bytes back
+    /// out of the peer's transmit counter (which counts only what left).
+    pub fn note_send_failed(&mut self, id: PeerId, bytes: u64) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.tx_bytes = peer.tx_bytes.saturating_sub(bytes);
+        }
+    }
+
     /// Counts a drop decided by the caller (e.g. a data message that failed to open).
     pub fn count_drop(&mut self, reason: DropReason) {
         self.ctx.stats.count(reason);

@@ -1,0 +1,273 @@
+//! The results of `vpn bench`: a table per metric (median per implementation, its ratio to the
+//! reference implementation `vpn` and the reference's ratio to it, all samples), or with
+//! `--json` one machine-readable object with every sample, so that CI can compute its own guards.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::{json, Map, Value};
+
+use super::measure::median;
+use super::Settings;
+
+/// What is measured; the order is the order of the report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Metric {
+    Tcp1Ab,
+    Tcp1Ba,
+    TcpNAb,
+    TcpNBa,
+    Tcp1AbRetransmits,
+    CpuPerGbit,
+    UdpLoss,
+    UdpRx,
+    Rtt,
+    RssIdle,
+    RssPeak,
+}
+
+impl Metric {
+    const ALL: [Metric; 11] = [
+        Metric::Tcp1Ab,
+        Metric::Tcp1Ba,
+        Metric::TcpNAb,
+        Metric::TcpNBa,
+        Metric::Tcp1AbRetransmits,
+        Metric::CpuPerGbit,
+        Metric::UdpLoss,
+        Metric::UdpRx,
+        Metric::Rtt,
+        Metric::RssIdle,
+        Metric::RssPeak,
+    ];
+
+    /// The JSON key (stable: CI scripts read it).
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Metric::Tcp1Ab => "tcp1_ab_gbps",
+            Metric::Tcp1Ba => "tcp1_ba_gbps",
+            Metric::TcpNAb => "tcpn_ab_gbps",
+            Metric::TcpNBa => "tcpn_ba_gbps",
+            Metric::Tcp1AbRetransmits => "tcp1_ab_retransmits",
+            Metric::CpuPerGbit => "cpu_s_per_gbit",
+            Metric::UdpLoss => "udp_loss_percent",
+            Metric::UdpRx => "udp_rx_gbps",
+            Metric::Rtt => "rtt_ms",
+            Metric::RssIdle => "rss_idle_mib",
+            Metric::RssPeak => "rss_peak_mib",
+        }
+    }
+
+    /// The unit.
+    pub(crate) fn unit(self) -> &'static str {
+        match self {
+            Metric::Tcp1Ab | Metric::Tcp1Ba | Metric::TcpNAb | Metric::TcpNBa | Metric::UdpRx => "Gbit/s",
+            Metric::Tcp1AbRetransmits => "segments",
+            Metric::CpuPerGbit => "CPU-s/Gbit",
+            Metric::UdpLoss => "%",
+            Metric::Rtt => "ms",
+            Metric::RssIdle | Metric::RssPeak => "MiB per daemon",
+        }
+    }
+
+    /// Whether a larger value is better.
+    pub(crate) fn higher_is_better(self) -> bool {
+        matches!(self, Metric::Tcp1Ab | Metric::Tcp1Ba | Metric::TcpNAb | Metric::TcpNBa | Metric::UdpRx)
+    }
+
+    /// A description for the table.
+    pub(crate) fn title(self, s: &Settings) -> String {
+        let n = s.streams;
+        match self {
+            Metric::Tcp1Ab => "TCP, 1 stream, A→B".to_string(),
+            Metric::Tcp1Ba => "TCP, 1 stream, B→A".to_string(),
+            Metric::TcpNAb => format!("TCP, {n} streams, A→B"),
+            Metric::TcpNBa => format!("TCP, {n} streams, B→A"),
+            Metric::Tcp1AbRetransmits => format!("TCP retransmits, 1 stream, A→B, {} s", s.seconds),
+            Metric::CpuPerGbit => {
+                "CPU per Gbit: both daemons' utime+stime over the TCP tests / Gbit moved (= cores per Gbit/s)".to_string()
+            }
+            Metric::UdpLoss => format!("UDP loss at {}bit/s offered", s.udp_rate),
+            Metric::UdpRx => format!("UDP received at {}bit/s offered", s.udp_rate),
+            Metric::Rtt => format!("RTT, median of {} pings, idle", s.pings),
+            Metric::RssIdle => format!("RSS idle after setup, {} extra peers", s.peers),
+            Metric::RssPeak => "RSS peak (VmHWM) after the tests".to_string(),
+        }
+    }
+}
+
+/// The machine the bench ran on.
+pub(crate) struct Machine {
+    pub(crate) nproc: usize,
+    pub(crate) cpu_model: String,
+    pub(crate) kernel: String,
+    pub(crate) date: String,
+    pub(crate) loadavg: String,
+}
+
+/// The samples of one implementation.
+pub(crate) struct ImplResult {
+    pub(crate) name: &'static str,
+    pub(crate) binary: String,
+    pub(crate) version: String,
+    pub(crate) samples: BTreeMap<Metric, Vec<f64>>,
+}
+
+impl ImplResult {
+    fn median(&self, m: Metric) -> Option<f64> {
+        let mut v = self.samples.get(&m)?.clone();
+        median(&mut v)
+    }
+}
+
+/// Everything the report shows.
+pub(crate) struct Report<'a> {
+    pub(crate) machine: &'a Machine,
+    pub(crate) settings: &'a Settings,
+    pub(crate) impls: &'a [ImplResult],
+    pub(crate) skipped: &'a [(String, String)],
+    pub(crate) errors: &'a [String],
+}
+
+/// `a / b`, when that is a finite number.
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    let (a, b) = (a?, b?);
+    let r = a / b;
+    (b != 0.0 && r.is_finite()).then_some(r)
+}
+
+/// A number with about three significant digits.
+pub(crate) fn fmt_num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1000.0 {
+        format!("{v:.0}")
+    } else if a >= 100.0 {
+        format!("{v:.1}")
+    } else if a >= 10.0 {
+        format!("{v:.2}")
+    } else if a >= 0.01 || a == 0.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2e}")
+    }
+}
+
+fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "-".to_string(), |v| format!("{v:.digits$}"))
+}
+
+impl Report<'_> {
+    /// The reference implementation: `vpn` when measured, otherwise the first one.
+    fn reference(&self) -> Option<&ImplResult> {
+        self.impls.iter().find(|i| i.name == "vpn").or_else(|| self.impls.first())
+    }
+
+    /// The header lines: machine and settings.
+    pub(crate) fn header(&self) -> String {
+        let m = self.machine;
+        let s = self.settings;
+        let mut out = String::new();
+        let _ = writeln!(out, "vpn bench, {}", m.date);
+        let _ = writeln!(out, "machine: {} CPUs, {}, Linux {}, load average {}", m.nproc, m.cpu_model, m.kernel, m.loadavg);
+        let _ = writeln!(
+            out,
+            "settings: {} round(s), {} s per test, {} TCP streams, UDP at {}bit/s, {} idle extra peers, tunnel MTU 1420",
+            s.rounds, s.seconds, s.streams, s.udp_rate, s.peers
+        );
+        for i in self.impls {
+            let _ = writeln!(out, "  {:<13} {} ({})", i.name, i.binary, i.version);
+        }
+        for (name, why) in self.skipped {
+            let _ = writeln!(out, "  {name:<13} skipped: {why}");
+        }
+        out
+    }
+
+    /// The tables, one per metric.
+    pub(crate) fn table(&self) -> String {
+        let mut out = self.header();
+        let Some(reference) = self.reference() else { return out };
+        let rname = reference.name;
+        let name_w = self.impls.iter().map(|i| i.name.len()).max().unwrap_or(4).max(14);
+        for m in Metric::ALL {
+            if self.impls.iter().all(|i| !i.samples.contains_key(&m)) {
+                continue;
+            }
+            let better = if m.higher_is_better() { "higher is better" } else { "lower is better" };
+            let _ = writeln!(out, "\n{} [{}; {}]", m.title(self.settings), m.unit(), better);
+            let (c1, c2) = (format!("x/{rname}"), format!("{rname}/x"));
+            let rw = c1.len().max(9);
+            let _ = writeln!(out, "  {:<name_w$} {:>10} {:>rw$} {:>rw$}   samples", "implementation", "median", c1, c2);
+            let rmed = reference.median(m);
+            for i in self.impls {
+                let med = i.median(m);
+                let samples = i.samples.get(&m).map(|v| v.iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(" ")).unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "  {:<name_w$} {:>10} {:>rw$} {:>rw$}   {}",
+                    i.name,
+                    med.map_or_else(|| "-".to_string(), fmt_num),
+                    fmt_opt(ratio(med, rmed), 2),
+                    fmt_opt(ratio(rmed, med), 2),
+                    samples
+                );
+            }
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(out, "\nerrors ({}):", self.errors.len());
+            for e in self.errors {
+                let _ = writeln!(out, "  {e}");
+            }
+        }
+        out
+    }
+
+    /// The JSON object: machine, settings, and per implementation per metric every sample, the
+    /// median and the ratios to the reference.
+    pub(crate) fn json(&self) -> Value {
+        let m = self.machine;
+        let s = self.settings;
+        let reference = self.reference();
+        let mut impls = Map::new();
+        for i in self.impls {
+            let mut metrics = Map::new();
+            for metric in Metric::ALL {
+                let Some(samples) = i.samples.get(&metric) else { continue };
+                let med = i.median(metric);
+                let rmed = reference.and_then(|r| r.median(metric));
+                metrics.insert(
+                    metric.key().to_string(),
+                    json!({
+                        "unit": metric.unit(),
+                        "higher_is_better": metric.higher_is_better(),
+                        "samples": samples,
+                        "median": med,
+                        "ratio_to_reference": ratio(med, rmed),
+                        "reference_ratio_to_this": ratio(rmed, med),
+                    }),
+                );
+            }
+            impls.insert(i.name.to_string(), json!({ "binary": i.binary, "version": i.version, "metrics": metrics }));
+        }
+        json!({
+            "tool": "vpn bench",
+            "version": env!("CARGO_PKG_VERSION"),
+            "date": m.date,
+            "machine": { "nproc": m.nproc, "cpu_model": m.cpu_model, "kernel": m.kernel, "loadavg": m.loadavg },
+            "settings": {
+                "rounds": s.rounds,
+                "seconds": s.seconds,
+                "streams": s.streams,
+                "udp_rate": s.udp_rate,
+                "pings": s.pings,
+                "peers": s.peers,
+                "tunnel_mtu": 1420,
+            },
+            "reference": reference.map(|r| r.name),
+            "order": self.impls.iter().map(|i| i.name).collect::<Vec<_>>(),
+            "implementations": impls,
+            "skipped": self.skipped.iter().map(|(n, why)| json!({ "implementation": n, "reason": why })).collect::<Vec<_>>(),
+            "errors": self.errors,
+        })
+    }
+}
