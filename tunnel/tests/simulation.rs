@@ -603,3 +603,36 @@ fn events_mirror_the_sessions_exactly() {
     }
     assert!(mirrors.iter().all(|m| m.is_empty()), "keys zeroed at the end");
 }
+
+#[test]
+fn split_initiation_path_matches_handle_datagram() {
+    use vpn_tunnel::noise::begin_consume_initiation;
+    use vpn_tunnel::wire::Message;
+    let mut sim = Sim::new(18, [0, 0]);
+    let (now, peer) = (sim.now, sim.nodes[0].peer);
+    sim.nodes[0].dev.initiate_handshake(now, peer).unwrap();
+    let init = sim.nodes[0].dev.poll_transmit().unwrap().payload;
+    let from = sim.nodes[0].addr;
+    let b = &mut sim.nodes[1].dev;
+    // A datagram that is not an initiation with a valid mac1 stops at the precheck, counted.
+    let mut bad = init.clone();
+    bad[120] ^= 1;
+    assert_eq!(b.precheck_handshake(now, from, &bad), Err(DropReason::InvalidMac1));
+    assert_eq!(b.stats().drops(DropReason::InvalidMac1), 1);
+    // The genuine one: precheck, the first DH with the shared identity, then the rest.
+    assert_eq!(b.precheck_handshake(now, from, &init), Ok(None));
+    let identity = b.identity().unwrap();
+    let Ok(Message::Initiation(m)) = Message::parse(&init) else { panic!("initiation") };
+    let stage1 = begin_consume_initiation(&identity, &m).unwrap();
+    assert!(matches!(b.handle_initiation_stage1(now, from, stage1), Ok(Received::Initiation(_))));
+    // The same initiation again is a replay, counted once.
+    let stage1 = begin_consume_initiation(&identity, &m).unwrap();
+    assert_eq!(b.handle_initiation_stage1(now + secs(1.0), from, stage1), Err(DropReason::ReplayedInitiation));
+    assert_eq!(b.stats().drops(DropReason::ReplayedInitiation), 1);
+    // The response completes the handshake and data flows.
+    sim.flush(1);
+    sim.run_until(secs(1.0));
+    sim.send(0, 5, 100);
+    sim.run_until(secs(2.0));
+    assert_eq!(sim.nodes[1].delivered, vec![5]);
+}

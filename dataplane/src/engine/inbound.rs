@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vpn_tunnel::macs::verify_mac1;
-use vpn_tunnel::wire::{DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA};
+use vpn_tunnel::noise::begin_consume_initiation;
+use vpn_tunnel::wire::{Message, DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION};
 use vpn_tunnel::{inner, DropReason, RxOutcome};
 
 use super::{lock, routes_to, Shared, HANDSHAKE_QUEUE, POLL};
@@ -106,16 +107,46 @@ fn check_inner(sh: &Shared, plaintext: &[u8], peer: vpn_tunnel::PeerId) -> Resul
     Ok(p.len)
 }
 
-/// Consumes queued handshake messages and cookie replies.
+/// Consumes queued handshake messages and cookie replies. For an initiation, the first
+/// Diffie-Hellman (the one any junk initiation with a valid mac1 costs) runs without the device
+/// lock, so a flood does not hold up the packet path's accounting.
 pub(super) fn handshake_worker(sh: Arc<Shared>) {
     while sh.running() {
         let Ok((mut datagram, src)) = sh.handshake_rx.recv_timeout(POLL) else { continue };
+        let now = Instant::now();
+        if message_type(&datagram) == Some(TYPE_INITIATION) {
+            consume_initiation(&sh, now, &datagram, src);
+            continue;
+        }
         let mut device = lock(&sh.device);
         device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
         let table = sh.table.load();
-        let _ = device.handle_datagram(Instant::now(), src, &mut datagram, &|peer, ip| routes_to(&table, ip, peer));
+        let _ = device.handle_datagram(now, src, &mut datagram, &|peer, ip| routes_to(&table, ip, peer));
         let transmits = sh.sync(&mut device);
         drop(device);
         sh.send_all(transmits);
     }
+}
+
+fn consume_initiation(sh: &Shared, now: Instant, datagram: &[u8], src: SocketAddr) {
+    let (proceed, identity, transmits) = {
+        let mut device = lock(&sh.device);
+        device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
+        let pre = device.precheck_handshake(now, src, datagram);
+        (matches!(pre, Ok(None)), device.identity(), sh.sync(&mut device))
+    };
+    sh.send_all(transmits);
+    let (true, Some(identity)) = (proceed, identity) else { return };
+    let Ok(Message::Initiation(m)) = Message::parse(datagram) else { return };
+    let stage1 = begin_consume_initiation(&identity, &m);
+    let mut device = lock(&sh.device);
+    match stage1 {
+        Ok(stage1) => {
+            let _ = device.handle_initiation_stage1(now, src, stage1);
+        }
+        Err(_) => device.count_drop(DropReason::HandshakeFailed),
+    }
+    let transmits = sh.sync(&mut device);
+    drop(device);
+    sh.send_all(transmits);
 }

@@ -7,7 +7,7 @@
 //! - one UDP reader per bound socket: open data messages, check the inner source, write to TUN;
 //!   handshake messages with a valid mac1 go to the handshake queue ([`inbound`]);
 //! - one handshake thread: consumes queued handshake messages, so X25519 work never runs on a
-//!   reader thread;
+//!   reader thread; the first Diffie-Hellman of an initiation runs without the device lock;
 //! - one timer thread: fires protocol timers.
 //!
 //! # Shared state, and who may touch it

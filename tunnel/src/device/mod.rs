@@ -109,7 +109,7 @@ impl WallClock {
 
 /// Device-wide state other than the peers, split out so a peer and this can be borrowed together.
 pub(crate) struct Ctx {
-    identity: Option<(StaticIdentity, CookieChecker)>,
+    identity: Option<(Arc<StaticIdentity>, CookieChecker)>,
     rng: Box<dyn CryptoRngCore + Send>,
     indices: HashMap<u32, PeerId>,
     clock: WallClock,
@@ -239,6 +239,13 @@ impl Device {
         self.ctx.identity.as_ref().map(|(id, _)| id.mac1_key)
     }
 
+    /// Our static identity, to decrypt the first part of an initiation without holding whatever
+    /// lock guards the device ([`crate::noise::begin_consume_initiation`], then
+    /// [`Device::handle_initiation_stage1`]).
+    pub fn identity(&self) -> Option<Arc<StaticIdentity>> {
+        self.ctx.identity.as_ref().map(|(id, _)| Arc::clone(id))
+    }
+
     /// Our private key, if set.
     pub fn private_key(&self) -> Option<&PrivateKey> {
         self.ctx.identity.as_ref().map(|(id, _)| id.private_key())
@@ -254,7 +261,7 @@ impl Device {
         self.ctx.identity = key.map(|k| {
             let id = StaticIdentity::new(k);
             let checker = CookieChecker::new(id.mac1_key, id.cookie_key);
-            (id, checker)
+            (Arc::new(id), checker)
         });
         if let Some(own) = self.public_key() {
             if let Some(id) = self.by_key.get(&own).copied() {
@@ -262,7 +269,7 @@ impl Device {
             }
         }
         for (id, peer) in self.peers.iter_mut() {
-            peer.keys.rekey_identity(self.ctx.identity.as_ref().map(|(i, _)| i));
+            peer.keys.rekey_identity(self.ctx.identity.as_ref().map(|(i, _)| &**i));
             self.ctx.clear_sessions(*id, peer);
         }
     }
@@ -287,7 +294,7 @@ impl Device {
         if Some(config.public_key) == self.public_key() {
             return Err(ConfigError::OwnPublicKey);
         }
-        let keys = PeerKeys::new(self.ctx.identity.as_ref().map(|(i, _)| i), config.public_key, config.preshared_key.clone());
+        let keys = PeerKeys::new(self.ctx.identity.as_ref().map(|(i, _)| &**i), config.public_key, config.preshared_key.clone());
         let id = PeerId(self.next_id);
         self.next_id += 1;
         self.peers.insert(id, Peer::new(keys, &config));

@@ -15,7 +15,7 @@ use super::send::send_keepalive;
 use super::{Device, Transmit};
 use crate::constants::INITIATION_MIN_INTERVAL;
 use crate::inner;
-use crate::noise::{begin_consume_initiation, consume_response, create_response};
+use crate::noise::{begin_consume_initiation, consume_response, create_response, InitiationStage1};
 use crate::peer::PeerId;
 use crate::session::{Session, SessionError};
 use crate::stats::DropReason;
@@ -144,6 +144,42 @@ impl Device {
     fn consume_initiation(&mut self, now: Instant, src: SocketAddr, m: &Initiation<'_>) -> Result<Received, DropReason> {
         let (identity, _) = self.ctx.identity.as_ref().ok_or(DropReason::NoPrivateKey)?;
         let stage1 = begin_consume_initiation(identity, m).map_err(|_| DropReason::HandshakeFailed)?;
+        self.consume_initiation_stage1(now, src, stage1)
+    }
+
+    /// A multithreaded driver's split of an initiation: [`Device::precheck_handshake`] under its
+    /// lock (cheap), [`begin_consume_initiation`] with [`Device::identity`] outside it (the
+    /// Diffie-Hellman that junk initiations cost), then this, under the lock again, for the peer
+    /// lookup, replay and flood checks and the response. Refusals are counted.
+    pub fn handle_initiation_stage1(&mut self, now: Instant, src: SocketAddr, stage1: InitiationStage1) -> Result<Received, DropReason> {
+        let result = self.consume_initiation_stage1(now, src, stage1);
+        if let Err(reason) = result {
+            self.ctx.stats.count(reason);
+        }
+        result
+    }
+
+    /// The checks every handshake message passes before any Diffie-Hellman: type and length,
+    /// mac1, and under load mac2 (a cookie reply is queued instead when it is missing) and the
+    /// per-source rate limit. `Ok(None)` means: go on and process it. Refusals are counted.
+    pub fn precheck_handshake(&mut self, now: Instant, src: SocketAddr, datagram: &[u8]) -> Result<Option<Received>, DropReason> {
+        let result = match Message::parse(datagram) {
+            Ok(Message::Initiation(m)) => self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), m.sender()),
+            Ok(Message::Response(m)) => self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), m.sender()),
+            Ok(_) => Ok(Precheck::Process),
+            Err(_) => Err(DropReason::Malformed),
+        };
+        match result {
+            Ok(Precheck::Process) => Ok(None),
+            Ok(Precheck::CookieSent) => Ok(Some(Received::CookieSent)),
+            Err(reason) => {
+                self.ctx.stats.count(reason);
+                Err(reason)
+            }
+        }
+    }
+
+    fn consume_initiation_stage1(&mut self, now: Instant, src: SocketAddr, stage1: InitiationStage1) -> Result<Received, DropReason> {
         let id = *self.by_key.get(&stage1.remote_static).ok_or(DropReason::UnknownPeer)?;
         let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownPeer)?;
         let consumed = stage1.finish(&peer.keys).map_err(|_| DropReason::HandshakeFailed)?;
