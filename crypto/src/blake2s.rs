@@ -14,7 +14,7 @@ pub const HASH_LEN: usize = 32;
 pub const MAC_LEN: usize = 16;
 const BLOCK_LEN: usize = 64;
 
-/// HASH(parts[0] || parts[1] || ...): unkeyed BLAKE2s with a 32-byte output.
+/// `HASH(parts[0] || parts[1] || ...)`: unkeyed BLAKE2s with a 32-byte output.
 pub fn hash(parts: &[&[u8]]) -> [u8; HASH_LEN] {
     let mut h = Blake2s256::default();
     for p in parts {

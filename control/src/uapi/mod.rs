@@ -12,7 +12,7 @@
 //! | [`parse`] | `set` bodies into a [`SetRequest`] (every value validated, nothing applied) |
 //! | [`reader`] | framing of a byte stream into requests, with line and size limits |
 //! | [`apply`](mod@apply) | a [`SetRequest`] on an [`InterfaceConfig`](vpn_dataplane::InterfaceConfig), returning the new one or an error |
-//! | [`format`] | an [`InterfaceStatus`](vpn_dataplane::InterfaceStatus) as the bytes of a `get` reply |
+//! | [`mod@format`] | an [`InterfaceStatus`](vpn_dataplane::InterfaceStatus) as the bytes of a `get` reply |
 //! | [`server`] | the Unix socket listener, connection threads and the [`Backend`] trait |
 //!
 //! Unlike wireguard-go, a `set` is atomic: it is parsed completely and applied to a copy of the

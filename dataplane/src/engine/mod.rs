@@ -3,9 +3,9 @@
 //!
 //! # Threads
 //!
-//! - one TUN reader: route by destination, seal, send ([`outbound`]);
+//! - one TUN reader: route by destination, seal, send (`outbound.rs`);
 //! - one UDP reader per bound socket: open data messages, check the inner source, write to TUN;
-//!   handshake messages with a valid mac1 go to the handshake queue ([`inbound`]);
+//!   handshake messages with a valid mac1 go to the handshake queue (`inbound.rs`);
 //! - one handshake thread: consumes queued handshake messages, so X25519 work never runs on a
 //!   reader thread; the first Diffie-Hellman of an initiation runs without the device lock;
 //! - one timer thread: fires protocol timers.
@@ -15,7 +15,7 @@
 //! - `device: Mutex<Device>`: protocol state (handshakes, timers, counters). Readers take it
 //!   briefly to report what they sealed or opened; crypto runs outside it on the shared
 //!   `Arc<Session>`. Whoever holds it drains the device's events into the two maps below before
-//!   releasing it ([`Shared::sync`]), so they never lag behind the device.
+//!   releasing it (`Shared::sync`), so they never lag behind the device.
 //! - `sessions: DashMap<u32, (PeerId, Arc<Session>)>` (receiver index → session) and
 //!   `sending: DashMap<PeerId, (Arc<Session>, SocketAddr)>` (current session and endpoint per
 //!   peer): written at handshake and roaming rate, read by the packet path without the device
