@@ -79,11 +79,6 @@ impl Timers {
         *self = Timers::default();
     }
 
-    /// Whether the zero-key timer is armed.
-    pub fn zero_key_material_pending(&self) -> bool {
-        self.zero_key_material.is_some()
-    }
-
     /// A data packet (not a keepalive) was sent.
     pub fn data_sent(&mut self, now: Instant, jitter: Duration) {
         if self.new_handshake.is_none() {

@@ -28,20 +28,8 @@ pub enum RxOutcome {
 }
 
 impl Device {
-    /// Outbound fast path: the session to seal with and where to send, when `id` can send right
-    /// now without staging (nothing already waiting, a current session that can send, a known
-    /// endpoint). `None` means: use [`Device::send`].
-    pub fn sending_session(&self, now: Instant, id: PeerId) -> Option<(Arc<Session>, SocketAddr)> {
-        let peer = self.peers.get(&id)?;
-        if !peer.staged.is_empty() {
-            return None;
-        }
-        let session = peer.keypairs.current.as_ref().filter(|s| s.can_send(now))?;
-        Some((Arc::clone(session), peer.endpoint?))
-    }
-
     /// Outbound fast path: the caller sealed `datagrams` messages for `id` with the session from
-    /// [`Device::sending_session`] and sent them, `data` of which carried data (the rest were
+    /// [`Device::current_sending`] (after checking [`Session::can_send`]) and sent them, `data` of which carried data (the rest were
     /// keepalives), `bytes` in all.
     pub fn note_sent(&mut self, now: Instant, id: PeerId, datagrams: usize, data: usize, bytes: u64) {
         if let Some(peer) = self.peers.get_mut(&id) {
