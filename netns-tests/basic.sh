@@ -16,8 +16,19 @@ register_basic() {
         done
     done
     for peer in vpn wggo boringtun; do
-        scenario "iperf3 TCP vpn<->$(impl_label "$peer") both directions" basic_iperf "$peer"
+        scenario "iperf3 TCP vpn<->$(impl_label "$peer") both directions, UDP in order" basic_iperf "$peer"
+        scenario "iperf3 TCP vpn<->$(impl_label "$peer") both directions, UDP in order, offloads off" offloads_off basic_iperf "$peer"
     done
+}
+
+# udp_out_of_order NS_CLIENT SERVER_IP: runs a UDP stream from the server to the client (-R:
+# the client receives and counts) and prints how many datagrams arrived out of order.
+udp_out_of_order() {
+    local ns=$1 dst=$2 out
+    log "+ ip netns exec $ns iperf3 -c $dst -u -b 300M -l 1392 -w 4M -t 2 -R -J"
+    out=$(ip netns exec "$ns" timeout -k 2 20 iperf3 -c "$dst" -u -b 300M -l 1392 -w 4M -t 2 -R -J --connect-timeout 3000 2>/dev/null) || return 1
+    awk -F: '/"packets":/ { gsub(/[ \t,]/, "", $2); p += $2 } /"out_of_order":/ { gsub(/[ \t,]/, "", $2); o += $2 }
+             END { if (p == 0) exit 1; print o }' <<<"$out"
 }
 
 # basic_ping PEER INITIATOR(vpn|peer) FAMILY: side A runs vpn, side B runs PEER. Only the
@@ -80,6 +91,11 @@ basic_iperf() {
     rev=$(iperf_run "$NS_A" "$INNER4_B" -R) || fail "iperf3 $(impl_label "$peer") -> vpn failed"
     local pl; pl=$(impl_label "$peer"); [[ $peer == vpn ]] && pl="vpn (peer)"
     note "vpn -> $pl: $fwd Gbit/s; $pl -> vpn: $rev Gbit/s (TCP, 3 s, IPv4)"
+    # Packets of one flow stay in order through the tunnel (iperf3 numbers its datagrams).
+    local ooo
+    ooo=$(udp_out_of_order "$NS_A" "$INNER4_B") || fail "UDP iperf3 $(impl_label "$peer") -> vpn failed"
+    log "UDP datagrams out of order: $ooo"
+    [[ $ooo == 0 ]] || fail "$ooo UDP datagrams arrived out of order"
     # The tunnel still works after the load.
     ping_ok "$NS_A" "$INNER6_B" || fail "ping after iperf3 lost packets"
 }

@@ -7,6 +7,7 @@
 
 register_counters() {
     scenario "byte counters: vpn initiates to vpn, 10 pings = rx 1372 / tx 1428" counters_selftest vpn vpn
+    scenario "byte counters: vpn initiates to vpn, 10 pings = rx 1372 / tx 1428, offloads off" offloads_off counters_selftest vpn vpn
     scenario "byte counters: vpn initiates to wireguard-go, 10 pings = rx 1372 / tx 1428" counters_selftest vpn wggo
     scenario "byte counters: wireguard-go initiates to vpn, 10 pings = rx 1372 / tx 1428" counters_selftest wggo vpn
 }

@@ -252,6 +252,14 @@ link_ns() {
 # ---------------------------------------------------------------------------------------------
 # Daemons
 
+# offloads_off FUNCTION [ARGS...]: runs a scenario with every vpn offload turned off (TUN
+# TSO/USO, UDP GSO and GRO; the environment reaches vpn and vpnd alike).
+offloads_off() {
+    export VPN_TUN_OFFLOAD=off VPN_UDP_GSO=off VPN_UDP_GRO=off
+    log "offloads off: VPN_TUN_OFFLOAD=off VPN_UDP_GSO=off VPN_UDP_GRO=off"
+    "$@"
+}
+
 # start_daemon NS IMPL IFNAME: starts IMPL in the foreground (under `timeout`) inside NS and waits
 # until the interface and the UAPI socket exist. Sets DAEMON_PID.
 start_daemon() {

@@ -8,6 +8,7 @@
 register_mtu() {
     scenario "MTU 1420 and padding: vpn<->wireguard-go" mtu_padding wggo
     scenario "MTU 1420 and padding: vpn<->vpn" mtu_padding vpn
+    scenario "MTU 1420 and padding: vpn<->vpn, offloads off" offloads_off mtu_padding vpn
 }
 
 # one_ping_delta NS DST SIZE INNER_LEN: one ping, checks the counters of A grow by one padded

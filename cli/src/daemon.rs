@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use vpn_control::uapi::{Backend, Errno, Shutdown, UapiServer};
-use vpn_dataplane::tun::Tun;
-use vpn_dataplane::udp::SystemNetwork;
-use vpn_dataplane::{Engine, InterfaceConfig, InterfaceStatus, StopReason};
+use vpn_dataplane::tun::{Tun, TunOptions};
+use vpn_dataplane::udp::{SystemNetwork, UdpOptions};
+use vpn_dataplane::{Engine, EngineOptions, InterfaceConfig, InterfaceStatus, StopReason};
 
 /// Environment variable marking the detached child.
 const CHILD_ENV: &str = "VPN_DAEMON_CHILD";
@@ -29,6 +29,47 @@ const DEFAULT_MTU: u16 = 1420;
 pub(crate) struct Args {
     pub(crate) foreground: bool,
     pub(crate) ifname: String,
+    pub(crate) tuning: Tuning,
+}
+
+/// Data-path switches. `vpnd` keeps wireguard-go's command line, so they also come from the
+/// environment: `VPN_TUN_OFFLOAD`, `VPN_UDP_GSO`, `VPN_UDP_GRO` (`on`/`off`) and
+/// `VPN_CRYPTO_THREADS` (a number; 0 keeps all crypto on the reader threads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tuning {
+    pub(crate) tun_offload: bool,
+    pub(crate) udp_gso: bool,
+    pub(crate) udp_gro: bool,
+    pub(crate) crypto_threads: Option<usize>,
+}
+
+impl Tuning {
+    /// The defaults (every offload on, crypto threads by CPU count), changed by the environment.
+    pub(crate) fn from_env() -> Result<Self> {
+        fn switch(name: &str) -> Result<bool> {
+            match std::env::var(name).ok().as_deref().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("" | "on" | "1" | "true" | "yes") => Ok(true),
+                Some("off" | "0" | "false" | "no") => Ok(false),
+                Some(v) => bail!("{name}={v:?} is not a switch: use on or off"),
+            }
+        }
+        let crypto_threads = match std::env::var("VPN_CRYPTO_THREADS") {
+            Err(_) => None,
+            Ok(v) => Some(
+                v.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n <= 64)
+                    .with_context(|| format!("VPN_CRYPTO_THREADS={v:?} is not a thread count: use a number from 0 to 64"))?,
+            ),
+        };
+        Ok(Self {
+            tun_offload: switch("VPN_TUN_OFFLOAD")?,
+            udp_gso: switch("VPN_UDP_GSO")?,
+            udp_gro: switch("VPN_UDP_GRO")?,
+            crypto_threads,
+        })
+    }
 }
 
 #[allow(dead_code)] // used by the vpnd binary only
@@ -46,7 +87,7 @@ pub(crate) fn parse_args(args: &[String]) -> Result<Args> {
     }
     let Some(ifname) = name else { bail!("missing interface name\nUsage: vpnd [-f/--foreground] INTERFACE-NAME") };
     validate_ifname(&ifname)?;
-    Ok(Args { foreground, ifname })
+    Ok(Args { foreground, ifname, tuning: Tuning::from_env()? })
 }
 
 fn validate_ifname(name: &str) -> Result<()> {
@@ -63,9 +104,9 @@ fn validate_ifname(name: &str) -> Result<()> {
 
 #[allow(dead_code)] // used by the vpn binary only
 /// `vpn daemon`.
-pub(crate) fn start(foreground: bool, ifname: String) -> Result<()> {
+pub(crate) fn start(foreground: bool, ifname: String, tuning: Tuning) -> Result<()> {
     validate_ifname(&ifname)?;
-    run(Args { foreground, ifname })
+    run(Args { foreground, ifname, tuning })
 }
 
 /// Runs the daemon (detaching first unless `foreground`).
@@ -75,7 +116,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
     init_logging(std::env::var_os(CHILD_ENV).is_some());
     let ready = std::env::var_os(CHILD_ENV).is_some();
-    match serve(&args.ifname, ready) {
+    match serve(&args.ifname, args.tuning, ready) {
         Ok(()) => Ok(()),
         Err(e) => {
             if ready {
@@ -145,15 +186,20 @@ impl Backend for EngineBackend {
     }
 }
 
-fn serve(ifname: &str, report_ready: bool) -> Result<()> {
+fn serve(ifname: &str, tuning: Tuning, report_ready: bool) -> Result<()> {
     if !is_root() {
         bail!("creating a network interface needs root (CAP_NET_ADMIN): run with sudo");
     }
     // Claim the UAPI socket first: a live daemon for this interface makes us refuse before we
     // touch the interface.
     let server = UapiServer::bind(ifname).with_context(|| format!("cannot serve the UAPI for {ifname}"))?;
-    let tun = Tun::open(ifname, DEFAULT_MTU).with_context(|| format!("cannot create the TUN interface {ifname}"))?;
-    let engine = Arc::new(Engine::start(Arc::new(tun), Arc::new(SystemNetwork)).context("cannot start the packet engine")?);
+    let tun = Tun::open_with(ifname, DEFAULT_MTU, TunOptions { offload: tuning.tun_offload })
+        .with_context(|| format!("cannot create the TUN interface {ifname}"))?;
+    let (tso, uso) = (tun.offload(), tun.udp_offload());
+    let net = SystemNetwork::new(UdpOptions { gso: tuning.udp_gso, gro: tuning.udp_gro });
+    let options = EngineOptions { crypto_threads: tuning.crypto_threads };
+    let engine = Arc::new(Engine::start_with(Arc::new(tun), Arc::new(net), options).context("cannot start the packet engine")?);
+    tracing::info!(tso, uso, udp_gso = tuning.udp_gso, udp_gro = tuning.udp_gro, crypto_threads = engine.crypto_threads(), "data path");
     let handle = server.serve(Arc::new(EngineBackend(Arc::clone(&engine))), Shutdown::new()).context("cannot start the UAPI server")?;
     tracing::info!(interface = ifname, port = engine.listen_port(), "up");
 

@@ -2,30 +2,117 @@
 //! in-memory twins ([`crate::memory`]) and the real ones live in [`crate::tun`] and
 //! [`crate::udp`].
 //!
-//! Every receive takes a timeout so reader threads can notice shutdown without signals.
+//! Both move packets in batches: one call reads or writes many packets (with segmentation
+//! offload, one system call carries a 64 KiB super-packet). Every receive takes a timeout so
+//! reader threads can notice shutdown without signals.
 
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// A TUN device: whole IP packets in and out.
+/// Room the engine leaves in front of every packet buffer it hands a [`TunIo`]: a data message
+/// header on the way out, and space for the device's own header (virtio-net) on the way in.
+pub const TUN_HEADROOM: usize = 16;
+
+/// Buffers a single TUN read may need: the segments of one 64 KiB super-packet at the smallest
+/// MSS the engine expects (512 bytes).
+pub const TUN_READ_SEGMENTS: usize = 128;
+
+/// A TUN device: whole IP packets in and out, in batches.
 pub trait TunIo: Send + Sync {
-    /// Reads one packet; `Ok(None)` when nothing arrived within `timeout`. An error means the
-    /// device is gone (the engine then stops).
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>>;
-    /// Writes one packet.
-    fn send(&self, packet: &[u8]) -> io::Result<()>;
+    /// Reads one batch into `bufs`: packet `i` is `bufs[i][offset..offset + sizes[i]]`. Returns
+    /// the number of packets, 0 when nothing arrived within `timeout`. A segmentation-offload
+    /// super-packet is split here into MTU-sized packets. An error means the device is gone (the
+    /// engine then stops). Each buffer must hold `offset` plus the MTU. Implementations keep
+    /// reading while packets are ready and at least [`TUN_READ_SEGMENTS`] buffers are left.
+    fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize>;
+    /// Writes the packets `bufs[i][offset..]` (each buffer's length marks the packet's end);
+    /// `offset` is at least [`TUN_HEADROOM`]. Packets of one flow may be coalesced (GRO) into one
+    /// write, which uses the buffers' spare capacity and headroom.
+    fn send_batch(&self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()>;
     /// The device MTU (the largest inner packet).
     fn mtu(&self) -> usize;
 }
 
+/// Where one received datagram run came from. With UDP GRO, one receive buffer holds several
+/// datagrams of `stride` bytes each (the last may be shorter).
+#[derive(Debug, Clone, Copy)]
+pub struct RecvMeta {
+    /// Bytes in the buffer.
+    pub len: usize,
+    /// Size of each datagram in the buffer (`len` when it holds one).
+    pub stride: usize,
+    /// The sender.
+    pub source: SocketAddr,
+}
+
+impl RecvMeta {
+    /// A buffer holding a single datagram.
+    pub fn single(len: usize, source: SocketAddr) -> Self {
+        Self { len, stride: len.max(1), source }
+    }
+}
+
+/// Receive buffers for [`UdpIo::recv_batch`], reused from call to call: `count` slots of `size`
+/// bytes in one allocation (whose pages the kernel only maps as they are written).
+#[derive(Debug)]
+pub struct RecvBatch {
+    data: Vec<u8>,
+    size: usize,
+    /// What arrived in each slot (valid for the first `n` after a receive; `len` 0 for a slot
+    /// to skip).
+    pub meta: Vec<RecvMeta>,
+}
+
+impl RecvBatch {
+    /// `count` slots of `size` bytes.
+    pub fn new(count: usize, size: usize) -> Self {
+        let (count, size) = (count.max(1), size.max(1));
+        let blank = RecvMeta::single(0, SocketAddr::from(([0, 0, 0, 0], 0)));
+        Self { data: vec![0u8; count * size], size, meta: vec![blank; count] }
+    }
+
+    /// Number of slots.
+    pub fn count(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Slot `i`, whole.
+    pub fn slot_mut(&mut self, i: usize) -> &mut [u8] {
+        &mut self.data[i * self.size..(i + 1) * self.size]
+    }
+
+    /// All slots, for the system call to fill.
+    pub fn slots_mut(&mut self) -> std::slice::ChunksExactMut<'_, u8> {
+        self.data.chunks_exact_mut(self.size)
+    }
+
+    /// The datagrams that arrived in slot `i` (split by the GRO stride), with their sender.
+    pub fn datagrams_mut(&mut self, i: usize) -> (std::slice::ChunksMut<'_, u8>, SocketAddr) {
+        let m = self.meta[i];
+        let slot = &mut self.data[i * self.size..(i + 1) * self.size];
+        (slot[..m.len].chunks_mut(m.stride), m.source)
+    }
+}
+
 /// One bound UDP socket.
 pub trait UdpIo: Send + Sync {
-    /// Receives one datagram; `Ok(None)` on timeout.
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<(usize, SocketAddr)>>;
+    /// Receives one or more datagram runs into `batch`; returns how many buffers were filled, 0
+    /// on timeout.
+    fn recv_batch(&self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize>;
+    /// Sends `segments` to `destination`, one datagram each, in order. Every segment but the last
+    /// has the same length (so UDP GSO can send them in one call); the caller keeps each call
+    /// within [`UdpIo::max_segments`] and 64 KiB in all.
+    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()>;
     /// Sends one datagram.
-    fn send(&self, buf: &[u8], destination: SocketAddr) -> io::Result<()>;
+    fn send(&self, buf: &[u8], destination: SocketAddr) -> io::Result<()> {
+        self.send_segments(&[IoSlice::new(buf)], destination)
+    }
+    /// The most segments one [`UdpIo::send_segments`] call may carry.
+    fn max_segments(&self) -> usize {
+        1
+    }
     /// Whether this socket can send to `destination`'s address family.
     fn serves(&self, destination: &SocketAddr) -> bool;
     /// Sets the fwmark (SO_MARK) of outgoing packets; 0 clears it.

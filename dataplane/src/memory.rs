@@ -4,7 +4,7 @@
 //! (roaming) and a network can be told to drop traffic.
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
-use crate::io::{BoundSockets, Network, TunIo, UdpIo};
+use crate::io::{BoundSockets, Network, RecvBatch, RecvMeta, TunIo, UdpIo};
 
 const QUEUE: usize = 4096;
 
@@ -51,23 +51,34 @@ impl MemoryTun {
 }
 
 impl TunIo for MemoryTun {
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
+    fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize> {
         if self.closed.load(Ordering::SeqCst) {
             return Err(io::Error::new(io::ErrorKind::NotConnected, "interface removed"));
         }
-        match self.inbound.1.recv_timeout(timeout) {
-            Ok(p) => {
-                let n = p.len().min(buf.len());
-                buf[..n].copy_from_slice(&p[..n]);
-                Ok(Some(n))
+        let first = match self.inbound.1.recv_timeout(timeout) {
+            Ok(p) => p,
+            Err(RecvTimeoutError::Timeout) => return Ok(0),
+            Err(RecvTimeoutError::Disconnected) => return Err(io::Error::new(io::ErrorKind::NotConnected, "interface removed")),
+        };
+        // Then whatever else is already queued, as a batched read would.
+        let mut n = 0;
+        for p in std::iter::once(first).chain(std::iter::from_fn(|| self.inbound.1.try_recv().ok())) {
+            let room = &mut bufs[n][offset..];
+            let len = p.len().min(room.len());
+            room[..len].copy_from_slice(&p[..len]);
+            sizes[n] = len;
+            n += 1;
+            if n == bufs.len().min(sizes.len()) {
+                break;
             }
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(io::Error::new(io::ErrorKind::NotConnected, "interface removed")),
         }
+        Ok(n)
     }
 
-    fn send(&self, packet: &[u8]) -> io::Result<()> {
-        let _ = self.outbound.0.try_send(packet.to_vec());
+    fn send_batch(&self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()> {
+        for b in bufs.iter() {
+            let _ = self.outbound.0.try_send(b[offset..].to_vec());
+        }
         Ok(())
     }
 
@@ -143,26 +154,37 @@ impl Drop for MemoryUdp {
 }
 
 impl UdpIo for MemoryUdp {
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<(usize, SocketAddr)>> {
-        match self.rx.recv_timeout(timeout) {
-            Ok((d, from)) => {
-                let n = d.len().min(buf.len());
-                buf[..n].copy_from_slice(&d[..n]);
-                Ok(Some((n, from)))
+    fn recv_batch(&self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize> {
+        let Ok(first) = self.rx.recv_timeout(timeout) else { return Ok(0) };
+        let mut n = 0;
+        for (d, from) in std::iter::once(first).chain(std::iter::from_fn(|| self.rx.try_recv().ok())) {
+            let buf = batch.slot_mut(n);
+            let len = d.len().min(buf.len());
+            buf[..len].copy_from_slice(&d[..len]);
+            batch.meta[n] = RecvMeta::single(len, from);
+            n += 1;
+            if n == batch.count() {
+                break;
             }
-            Err(_) => Ok(None),
         }
+        Ok(n)
     }
 
-    fn send(&self, buf: &[u8], destination: SocketAddr) -> io::Result<()> {
+    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()> {
         if self.net.down.load(Ordering::SeqCst) {
             return Ok(());
         }
         let from = *lock(&self.addr);
         if let Some(tx) = lock(&self.net.ports).get(&destination) {
-            let _ = tx.try_send((buf.to_vec(), from));
+            for s in segments {
+                let _ = tx.try_send((s.to_vec(), from));
+            }
         }
         Ok(())
+    }
+
+    fn max_segments(&self) -> usize {
+        64
     }
 
     fn serves(&self, destination: &SocketAddr) -> bool {

@@ -1,12 +1,35 @@
 //! The real TUN device, through `tun-rs`: a Linux TUN interface without packet information
 //! headers. Addresses and routes are the caller's business (`wg-quick`, or `vpn up`).
+//!
+//! With offload on (the default) the device is opened with the virtio-net header and
+//! TUNSETOFFLOAD: the kernel hands us TCP (and, from Linux 6.2, UDP) super-packets of up to
+//! 64 KiB, split here into MTU-sized packets before encryption, and decrypted packets of one flow
+//! are coalesced again (GRO) before they are written. Where the kernel refuses the offloads the
+//! device opens without them.
 
 use std::io;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use tun_rs::{DeviceBuilder, InterruptEvent, SyncDevice};
+use tun_rs::{DeviceBuilder, GROTable, InterruptEvent, SyncDevice, VIRTIO_NET_HDR_LEN};
 
-use crate::io::TunIo;
+use crate::io::{TunIo, TUN_READ_SEGMENTS};
+
+/// TUN transmit queue length (the kernel's default is 500).
+const TX_QUEUE_LEN: u32 = 1000;
+
+/// Which TUN offloads to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunOptions {
+    /// Segmentation offload (TSO, and USO where the kernel has it) with GRO on writes.
+    pub offload: bool,
+}
+
+impl Default for TunOptions {
+    fn default() -> Self {
+        Self { offload: true }
+    }
+}
 
 /// A TUN interface opened by name.
 pub struct Tun {
@@ -14,21 +37,51 @@ pub struct Tun {
     event: InterruptEvent,
     mtu: usize,
     name: String,
+    /// Receives the raw (virtio header + super-packet) read before it is split.
+    scratch: Mutex<Vec<u8>>,
+    gro: Mutex<GROTable>,
 }
 
 impl std::fmt::Debug for Tun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tun").field("name", &self.name).field("mtu", &self.mtu).finish()
+        f.debug_struct("Tun").field("name", &self.name).field("mtu", &self.mtu).field("offload", &self.offload()).finish()
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn build(name: &str, mtu: u16, offload: bool) -> io::Result<SyncDevice> {
+    DeviceBuilder::new().name(name).mtu(mtu).tx_queue_len(TX_QUEUE_LEN).offload(offload).build_sync()
+}
+
 impl Tun {
-    /// Creates (or attaches to) the TUN interface `name` with `mtu` and brings it up.
+    /// Creates (or attaches to) the TUN interface `name` with `mtu` and brings it up, with the
+    /// default offloads.
     pub fn open(name: &str, mtu: u16) -> io::Result<Self> {
-        let dev = DeviceBuilder::new().name(name).mtu(mtu).tx_queue_len(1000).build_sync()?;
+        Self::open_with(name, mtu, TunOptions::default())
+    }
+
+    /// [`Tun::open`] with explicit offload choices.
+    pub fn open_with(name: &str, mtu: u16, options: TunOptions) -> io::Result<Self> {
+        let dev = match options.offload {
+            true => build(name, mtu, true).or_else(|e| {
+                tracing::info!(error = %e, "TUN segmentation offload refused; continuing without it");
+                build(name, mtu, false)
+            })?,
+            false => build(name, mtu, false)?,
+        };
         dev.set_nonblocking(true)?;
         let name = dev.name().unwrap_or_else(|_| name.to_string());
-        Ok(Self { dev, event: InterruptEvent::new()?, mtu: usize::from(mtu), name })
+        Ok(Self {
+            dev,
+            event: InterruptEvent::new()?,
+            mtu: usize::from(mtu),
+            name,
+            scratch: Mutex::new(vec![0u8; VIRTIO_NET_HDR_LEN + 65_535]),
+            gro: Mutex::new(GROTable::new()),
+        })
     }
 
     /// The interface name the kernel gave.
@@ -36,32 +89,64 @@ impl Tun {
         &self.name
     }
 
+    /// Whether TCP segmentation offload is on (then so is GRO on writes).
+    pub fn offload(&self) -> bool {
+        self.dev.tcp_gso()
+    }
+
+    /// Whether UDP segmentation offload is on as well (Linux 6.2 and later).
+    pub fn udp_offload(&self) -> bool {
+        self.dev.udp_gso()
+    }
+
     /// The interface index, to notice when the interface is deleted.
     pub fn if_index(&self) -> io::Result<u32> {
         self.dev.if_index()
     }
 
-    /// Wakes a reader blocked in [`TunIo::recv`] (for shutdown).
+    /// Wakes a reader blocked in [`TunIo::recv_batch`] (for shutdown).
     pub fn interrupt(&self) {
         let _ = self.event.trigger();
     }
 }
 
+fn transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
 impl TunIo for Tun {
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<usize>> {
-        match self.dev.recv_intr_timeout(buf, &self.event, Some(timeout)) {
-            Ok(n) => Ok(Some(n)),
-            Err(e) if matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => Ok(None),
-            Err(e) => Err(e),
+    fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize> {
+        match self.dev.wait_readable_intr_timeout(&self.event, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if transient(&e) => return Ok(0),
+            Err(e) => return Err(e),
         }
+        let mut scratch = lock(&self.scratch);
+        let mut total = 0;
+        // Keep reading while packets are ready and a whole super-packet still fits.
+        while total == 0 || bufs.len() - total >= TUN_READ_SEGMENTS {
+            match self.dev.recv_multiple(&mut scratch, &mut bufs[total..], &mut sizes[total..], offset) {
+                Ok(n) => total += n,
+                Err(e) if transient(&e) => break,
+                // An OS error means the device is gone; anything else is a super-packet that
+                // could not be split (bad header): drop it, as a NIC would.
+                Err(e) if e.raw_os_error().is_some() => return if total > 0 { Ok(total) } else { Err(e) },
+                Err(e) => tracing::debug!(error = %e, "dropped a TUN packet that could not be split"),
+            }
+        }
+        Ok(total)
     }
 
-    fn send(&self, packet: &[u8]) -> io::Result<()> {
-        match self.dev.send(packet) {
+    fn send_batch(&self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()> {
+        let mut gro = lock(&self.gro);
+        match self.dev.send_multiple(&mut gro, bufs, offset) {
             Ok(_) => Ok(()),
-            // The queue is full: drop, as a NIC would.
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.raw_os_error() == Some(libc::EBADFD) => Err(e),
+            // The queue is full, or the kernel refused one packet: drop, as a NIC would.
+            Err(e) => {
+                tracing::trace!(error = %e, "TUN write dropped");
+                Ok(())
+            }
         }
     }
 

@@ -1,42 +1,86 @@
 //! Real UDP sockets through `socket2`: one IPv4 and one IPv6-only socket on the same port, large
-//! buffers, optional SO_MARK (fwmark).
+//! buffers, optional SO_MARK (fwmark), and batched I/O ([`batch`]): `recvmmsg` with UDP GRO,
+//! `sendmsg` with UDP GSO. GSO and GRO are probed per socket and can be turned off
+//! ([`UdpOptions`]); a GSO send the route's device refuses turns GSO off for that socket and
+//! falls back to `sendmmsg`.
 
-use std::io;
+mod batch;
 
+use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::io::{BoundSockets, Network, UdpIo};
+use crate::io::{BoundSockets, Network, RecvBatch, UdpIo};
 
-/// Socket buffer size asked for (the kernel may cap it).
-const SOCKET_BUFFER: usize = 4 << 20;
+/// Socket buffer size asked for: past the kernel's cap (net.core.[rw]mem_max) with the FORCE
+/// variants when running as root.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+/// Which UDP offloads to use where the kernel has them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpOptions {
+    /// Send many datagrams per call with UDP_SEGMENT (GSO).
+    pub gso: bool,
+    /// Receive coalesced datagrams with UDP_GRO.
+    pub gro: bool,
+}
+
+impl Default for UdpOptions {
+    fn default() -> Self {
+        Self { gso: true, gro: true }
+    }
+}
 
 /// The host's network stack.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct SystemNetwork;
+pub struct SystemNetwork {
+    options: UdpOptions,
+}
+
+impl SystemNetwork {
+    /// The host's stack with these offload choices.
+    pub fn new(options: UdpOptions) -> Self {
+        Self { options }
+    }
+}
 
 struct Udp {
     socket: UdpSocket,
     v6: bool,
+    gso: AtomicBool,
 }
 
 impl UdpIo for Udp {
-    fn recv(&self, buf: &mut [u8], timeout: Duration) -> io::Result<Option<(usize, SocketAddr)>> {
-        self.socket.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        match self.socket.recv_from(buf) {
-            Ok((n, from)) => Ok(Some((n, canonical(from)))),
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted) => Ok(None),
-            // ICMP errors from earlier sends surface here; they say nothing about this socket.
-            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
-            Err(e) => Err(e),
+    fn recv_batch(&self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize> {
+        let n = batch::recv_batch(self.socket.as_raw_fd(), batch, timeout)?;
+        for m in &mut batch.meta[..n] {
+            m.source = canonical(m.source);
         }
+        Ok(n)
     }
 
-    fn send(&self, buf: &[u8], destination: SocketAddr) -> io::Result<()> {
-        self.socket.send_to(buf, destination).map(|_| ())
+    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()> {
+        let fd = self.socket.as_raw_fd();
+        if segments.len() > 1 && self.gso.load(Ordering::Relaxed) {
+            match batch::send_gso(fd, segments, destination) {
+                Ok(()) => return Ok(()),
+                Err(e) if batch::gso_refused(&e) => {
+                    self.gso.store(false, Ordering::Relaxed);
+                    tracing::info!(error = %e, "UDP GSO refused on this path; sending datagrams one by one");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        batch::send_each(fd, segments, destination)
+    }
+
+    fn max_segments(&self) -> usize {
+        batch::MAX_GSO_SEGMENTS
     }
 
     fn serves(&self, destination: &SocketAddr) -> bool {
@@ -44,15 +88,7 @@ impl UdpIo for Udp {
     }
 
     fn set_mark(&self, mark: u32) -> io::Result<()> {
-        #[cfg(target_os = "linux")]
-        {
-            socket2::SockRef::from(&self.socket).set_mark(mark)
-        }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = mark;
-            Err(io::Error::from(io::ErrorKind::Unsupported))
-        }
+        socket2::SockRef::from(&self.socket).set_mark(mark)
     }
 }
 
@@ -67,25 +103,38 @@ fn canonical(a: SocketAddr) -> SocketAddr {
     }
 }
 
-fn open(addr: SocketAddr, fwmark: u32) -> io::Result<Socket> {
+fn set_buffers(s: &Socket) {
+    let fd = s.as_raw_fd();
+    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+        // FORCE needs CAP_NET_ADMIN; without it the kernel caps the plain option. Best effort.
+        if batch::set_int_option(fd, libc::SOL_SOCKET, force, SOCKET_BUFFER as libc::c_int).is_err() {
+            let _ = batch::set_int_option(fd, libc::SOL_SOCKET, plain, SOCKET_BUFFER as libc::c_int);
+        }
+    }
+}
+
+fn open(addr: SocketAddr, fwmark: u32, options: UdpOptions) -> io::Result<Udp> {
     let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
     let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    // Best effort: the kernel caps these at net.core.[rw]mem_max; FORCE variants need root.
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-    #[cfg(target_os = "linux")]
+    set_buffers(&s);
     if fwmark != 0 {
         s.set_mark(fwmark)?;
     }
     s.bind(&addr.into())?;
-    Ok(s)
+    let fd = s.as_raw_fd();
+    // GSO is there when the kernel knows the option (4.18); GRO when it accepts it.
+    let gso = options.gso && batch::get_int_option(fd, libc::SOL_UDP, batch::UDP_SEGMENT).is_ok();
+    if options.gro {
+        let _ = batch::set_int_option(fd, libc::SOL_UDP, batch::UDP_GRO, 1);
+    }
+    Ok(Udp { socket: s.into(), v6: addr.is_ipv6(), gso: AtomicBool::new(gso) })
 }
 
-fn local_port(s: &Socket) -> io::Result<u16> {
-    s.local_addr()?.as_socket().map(|a| a.port()).ok_or_else(|| io::Error::other("socket without address"))
+fn local_port(s: &UdpSocket) -> io::Result<u16> {
+    Ok(s.local_addr()?.port())
 }
 
 impl Network for SystemNetwork {
@@ -93,18 +142,18 @@ impl Network for SystemNetwork {
         // With port 0 the IPv6 socket must get the port the IPv4 one drew; retry a few times when
         // it is taken on IPv6 only.
         for _ in 0..10 {
-            let v4 = open(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), fwmark)?;
-            let bound = local_port(&v4)?;
-            let v6 = match open(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), bound), fwmark) {
+            let v4 = open(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), fwmark, self.options)?;
+            let bound = local_port(&v4.socket)?;
+            let v6 = match open(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), bound), fwmark, self.options) {
                 Ok(s) => Some(s),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse && port == 0 => continue,
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(e),
                 // No IPv6 on this host: run on IPv4 alone.
                 Err(_) => None,
             };
-            let mut sockets: Vec<Arc<dyn UdpIo>> = vec![Arc::new(Udp { socket: v4.into(), v6: false })];
+            let mut sockets: Vec<Arc<dyn UdpIo>> = vec![Arc::new(v4)];
             if let Some(v6) = v6 {
-                sockets.push(Arc::new(Udp { socket: v6.into(), v6: true }));
+                sockets.push(Arc::new(v6));
             }
             return Ok(BoundSockets { port: bound, sockets });
         }
@@ -116,20 +165,41 @@ impl Network for SystemNetwork {
 mod tests {
     use super::*;
 
-    #[test]
-    fn binds_both_families_on_one_port_and_refuses_a_taken_one() {
-        let net = SystemNetwork;
+    fn round_trip(options: UdpOptions) {
+        let net = SystemNetwork::new(options);
         let a = net.bind(0, 0).unwrap();
         assert_ne!(a.port, 0);
         let err = net.bind(a.port, 0).err().expect("port in use");
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
-        // Loopback round trip on the IPv4 socket.
         let b = net.bind(0, 0).unwrap();
         let dst = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), b.port);
-        a.sockets[0].send(b"hi", dst).unwrap();
-        let mut buf = [0u8; 16];
-        let (n, from) = b.sockets[0].recv(&mut buf, Duration::from_secs(2)).unwrap().unwrap();
-        assert_eq!(&buf[..n], b"hi");
-        assert_eq!(from.port(), a.port);
+        // Three equal segments and a shorter last one, in one call: four datagrams in order.
+        let segs: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; if i == 3 { 50 } else { 200 }]).collect();
+        let slices: Vec<IoSlice<'_>> = segs.iter().map(|s| IoSlice::new(s)).collect();
+        a.sockets[0].send_segments(&slices, dst).unwrap();
+        let mut batch = RecvBatch::new(8, 65_536);
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let n = b.sockets[0].recv_batch(&mut batch, Duration::from_secs(2)).unwrap();
+            assert!(n > 0, "datagrams arrive");
+            for i in 0..n {
+                let (datagrams, source) = batch.datagrams_mut(i);
+                assert_eq!(source.port(), a.port);
+                got.extend(datagrams.map(|d| d.to_vec()));
+            }
+        }
+        assert_eq!(got, segs);
+        // Nothing more: a timeout reads as 0.
+        assert_eq!(b.sockets[0].recv_batch(&mut batch, Duration::from_millis(20)).unwrap(), 0);
+    }
+
+    #[test]
+    fn batched_round_trip_with_offloads() {
+        round_trip(UdpOptions::default());
+    }
+
+    #[test]
+    fn batched_round_trip_without_offloads() {
+        round_trip(UdpOptions { gso: false, gro: false });
     }
 }

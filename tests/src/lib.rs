@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use vpn_crypto::{PrivateKey, PublicKey};
 use vpn_dataplane::memory::{MemoryHost, MemoryNetwork, MemoryTun};
-use vpn_dataplane::{Engine, InterfaceConfig, IpPrefix, PeerSettings};
+use vpn_dataplane::{Engine, EngineOptions, InterfaceConfig, IpPrefix, PeerSettings};
 
 /// One side of a test tunnel.
 pub struct Node {
@@ -28,9 +28,14 @@ pub struct Node {
 impl Node {
     /// Starts a node on `net` at `ip`, with the key made from `seed` and `tunnel_ip` inside.
     pub fn start(net: &Arc<MemoryNetwork>, ip: &str, seed: u8, tunnel_ip: &str) -> Node {
+        Self::start_with(net, ip, seed, tunnel_ip, EngineOptions::default())
+    }
+
+    /// [`Node::start`] with explicit engine tuning.
+    pub fn start_with(net: &Arc<MemoryNetwork>, ip: &str, seed: u8, tunnel_ip: &str, options: EngineOptions) -> Node {
         let host = net.host(ip.parse().expect("ip"));
         let tun = MemoryTun::new(1420);
-        let engine = Engine::start(tun.clone(), host.clone()).expect("engine starts");
+        let engine = Engine::start_with(tun.clone(), host.clone(), options).expect("engine starts");
         let private = PrivateKey::from_bytes([seed; 32]);
         Node { engine, tun, host, public: private.public_key(), private, tunnel_ip: tunnel_ip.parse().expect("ip") }
     }

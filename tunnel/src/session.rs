@@ -5,6 +5,7 @@
 //! send counter is an atomic and the replay window is the only critical section, a few
 //! instructions long. Nothing here reads a clock; the caller passes `now`.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -102,18 +103,41 @@ impl Session {
     /// (to a multiple of 16, capped at `mtu`) and the 16-byte tag. Writes the header and returns
     /// the length of the whole data message.
     pub fn seal(&self, now: Instant, buf: &mut [u8], len: usize, mtu: usize) -> Result<usize, SessionError> {
+        if buf.len() < DATA_HEADER_LEN + padded_len(len, mtu) + TAG_LEN {
+            return Err(SessionError::BufferTooSmall);
+        }
+        let counters = self.reserve(now, 1)?;
+        self.seal_at(counters.start, buf, len, mtu)
+    }
+
+    /// Reserves up to `n` consecutive send counters for a batch that is sealed (possibly on
+    /// several threads, with [`Session::seal_at`]) and then sent in counter order. The range is
+    /// shorter than `n` when the session reaches REJECT_AFTER_MESSAGES; empty ranges are errors.
+    pub fn reserve(&self, now: Instant, n: u64) -> Result<Range<u64>, SessionError> {
+        if self.is_expired(now) {
+            return Err(SessionError::Expired);
+        }
+        let first = self.send_counter.fetch_add(n, Ordering::Relaxed);
+        if first.saturating_add(n) > REJECT_AFTER_MESSAGES {
+            // Keep the counter pinned so it can never wrap around to reuse a nonce.
+            self.send_counter.store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
+        }
+        let end = first.saturating_add(n).min(REJECT_AFTER_MESSAGES);
+        if first >= end {
+            return Err(SessionError::CounterExhausted);
+        }
+        Ok(first..end)
+    }
+
+    /// Seals in place, like [`Session::seal`], with a counter taken from [`Session::reserve`]
+    /// (each counter must be used once: a nonce must never repeat).
+    pub fn seal_at(&self, counter: u64, buf: &mut [u8], len: usize, mtu: usize) -> Result<usize, SessionError> {
         let padded = padded_len(len, mtu);
         let total = DATA_HEADER_LEN + padded + TAG_LEN;
         if buf.len() < total {
             return Err(SessionError::BufferTooSmall);
         }
-        if self.is_expired(now) {
-            return Err(SessionError::Expired);
-        }
-        let counter = self.send_counter.fetch_add(1, Ordering::Relaxed);
         if counter >= REJECT_AFTER_MESSAGES {
-            // Keep the counter pinned so it can never wrap around to reuse a nonce.
-            self.send_counter.store(REJECT_AFTER_MESSAGES, Ordering::Relaxed);
             return Err(SessionError::CounterExhausted);
         }
         write_data_header(buf, self.remote_index, counter);
@@ -210,5 +234,28 @@ mod tests {
         assert_eq!(a.seal(now, &mut buf, 0, 1420), Err(SessionError::CounterExhausted));
         assert_eq!(a.seal(now, &mut buf, 0, 1420), Err(SessionError::CounterExhausted));
         assert!(!a.can_send(now));
+    }
+
+    #[test]
+    fn reserved_counters_are_consecutive_and_stop_at_the_limit() {
+        let now = crate::test_instant();
+        let (a, b) = pair(now);
+        assert_eq!(a.reserve(now, 3), Ok(0..3));
+        let mut bufs = vec![vec![0u8; 64]; 3];
+        // Sealed out of order, opened in any order: each counter is used once.
+        for c in [2u64, 0, 1] {
+            let n = a.seal_at(c, &mut bufs[c as usize], 0, 1420).unwrap();
+            bufs[c as usize].truncate(n);
+        }
+        for buf in &mut bufs {
+            assert!(b.open(now, buf).is_ok());
+        }
+        assert_eq!(a.send_counter(), 3);
+        a.force_send_counter(REJECT_AFTER_MESSAGES - 2);
+        assert_eq!(a.reserve(now, 5), Ok(REJECT_AFTER_MESSAGES - 2..REJECT_AFTER_MESSAGES));
+        assert_eq!(a.reserve(now, 1), Err(SessionError::CounterExhausted));
+        assert_eq!(a.send_counter(), REJECT_AFTER_MESSAGES);
+        assert_eq!(a.reserve(now + REJECT_AFTER_TIME, 1), Err(SessionError::Expired));
+        assert_eq!(a.seal_at(REJECT_AFTER_MESSAGES, &mut bufs[0], 0, 1420), Err(SessionError::CounterExhausted));
     }
 }

@@ -7,7 +7,8 @@
 //!   as received;
 //! - CPU: utime+stime of both daemons over the four TCP tests divided by the Gbit they moved
 //!   (CPU-seconds per Gbit: lower is cheaper);
-//! - UDP: iperf3 at `--udp-rate` with datagrams that fill the tunnel MTU; loss % and received rate.
+//! - UDP: iperf3 at `--udp-rate` with datagrams that fill the tunnel MTU and 4 MiB socket
+//!   buffers at both ends; loss % and received rate.
 //!
 //! A failed test is recorded as an error and the others still run; a tunnel that does not carry
 //! a ping fails the whole round of that implementation.
@@ -187,9 +188,11 @@ struct Udp {
 }
 
 fn udp(tb: &Testbed, s: &Settings) -> Result<Udp> {
-    // Datagrams that exactly fill the tunnel MTU (IPv4 + UDP headers).
+    // Datagrams that exactly fill the tunnel MTU (IPv4 + UDP headers). A 4 MiB socket buffer at
+    // both iperf3 ends, so that what is measured is the tunnel's loss, not the receiving
+    // iperf3's default 208 KiB buffer overflowing while it waits for a core.
     let len = (TUNNEL_MTU - 28).to_string();
-    let v = iperf_client(tb, s, &["-u", "-b", &s.udp_rate, "-l", &len])?;
+    let v = iperf_client(tb, s, &["-u", "-b", &s.udp_rate, "-l", &len, "-w", "4M"])?;
     // iperf3 3.12 and later report the receiver's view in sum_received; older ones in sum.
     let sum = if v.pointer("/end/sum_received/lost_percent").is_some() { "sum_received" } else { "sum" };
     let loss_percent = num(&v, &["end", sum, "lost_percent"])?;

@@ -1,27 +1,73 @@
-//! UDP → TUN: data messages are opened on the reader thread with the peer's session (looked up
-//! under the device lock, decrypted outside it), their inner source checked against the
-//! allowed-IPs snapshot and written to TUN. Handshake messages with a valid mac1 are queued for the
-//! handshake thread; a full queue drops and counts.
+//! UDP → TUN, a batch at a time: one receive brings several datagram runs (with UDP GRO, dozens
+//! of datagrams per buffer). Each data message is copied into an outbound TUN buffer and opened
+//! there in place (in parallel on the crypto pool when the batch is long), its inner source
+//! checked against the allowed-IPs snapshot; then the device lock is taken once to account for
+//! the batch, and the batch is written to TUN in arrival order, coalesced by GRO. Handshake
+//! messages with a valid mac1 are queued for the handshake thread; a full queue drops and counts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tun_rs::IDEAL_BATCH_SIZE;
 use vpn_tunnel::macs::verify_mac1;
 use vpn_tunnel::noise::begin_consume_initiation;
 use vpn_tunnel::wire::{Message, DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION};
-use vpn_tunnel::{inner, DropReason, RxOutcome};
+use vpn_tunnel::{inner, DropReason, PeerId, RxOutcome, Session};
 
-use super::{lock, routes_to, Shared, HANDSHAKE_QUEUE, POLL};
-use crate::io::UdpIo;
+use super::{lock, routes_to, Shared, Table, HANDSHAKE_QUEUE, POLL};
+use crate::io::{RecvBatch, UdpIo, TUN_HEADROOM};
+
+/// Receive buffers per socket reader, each large enough for one GRO run (64 KiB).
+const RECV_BUFFERS: usize = 8;
+const RECV_BUFFER_SIZE: usize = 65_536;
+
+/// One data message of the batch, opened in `InBatch::out[i]`.
+struct Job {
+    peer: PeerId,
+    receiver: u32,
+    source: SocketAddr,
+    session: Arc<Session>,
+    /// Length of the datagram.
+    len: usize,
+    /// After opening: the inner packet's length (0 for a keepalive) or why it was dropped.
+    result: Result<usize, DropReason>,
+}
+
+/// The socket reader's buffers, reused for every batch: no allocation per packet.
+struct InBatch {
+    out: Vec<Vec<u8>>,
+    jobs: Vec<Job>,
+    /// Drops decided before opening (unknown receiver index), counted at the next flush.
+    unknown: u64,
+}
+
+/// Capacity of an outbound buffer: a whole coalesced 64 KiB write, since GRO appends a flow's
+/// packets to its first buffer.
+const OUT_CAPACITY: usize = TUN_HEADROOM + 65_536;
+
+impl InBatch {
+    fn new() -> Self {
+        // Buffers get their capacity when first used, so an idle interface holds no memory.
+        Self { out: (0..IDEAL_BATCH_SIZE).map(|_| Vec::new()).collect(), jobs: Vec::with_capacity(IDEAL_BATCH_SIZE), unknown: 0 }
+    }
+}
 
 /// Reads one socket until shutdown or until it is replaced by a newer generation.
 pub(super) fn socket_reader(sh: Arc<Shared>, socket: Arc<dyn UdpIo>, generation: u64) {
-    let mut buf = vec![0u8; 65_536];
+    let mut rx = RecvBatch::new(RECV_BUFFERS, RECV_BUFFER_SIZE);
+    let mut batch = InBatch::new();
     while sh.running() && sh.sockets.load().generation == generation {
-        match socket.recv(&mut buf, POLL) {
-            Ok(Some((n, src))) => receive(&sh, &mut buf[..n], src),
-            Ok(None) => {}
+        match socket.recv_batch(&mut rx, POLL) {
+            Ok(n) => {
+                for i in 0..n {
+                    let (datagrams, source) = rx.datagrams_mut(i);
+                    for datagram in datagrams {
+                        receive(&sh, &mut batch, datagram, source);
+                    }
+                }
+                flush(&sh, &mut batch);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "UDP receive failed");
                 std::thread::sleep(POLL);
@@ -34,9 +80,9 @@ fn message_type(d: &[u8]) -> Option<u32> {
     d.get(..4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
 }
 
-fn receive(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
+fn receive(sh: &Shared, batch: &mut InBatch, datagram: &mut [u8], src: SocketAddr) {
     match message_type(datagram) {
-        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => receive_data(sh, datagram, src),
+        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => queue_data(sh, batch, datagram, src),
         Some(TYPE_COOKIE_REPLY) => queue_handshake(sh, datagram, src),
         Some(_) => {
             // Initiations and responses must show a valid mac1 before they cost anything more.
@@ -60,48 +106,107 @@ fn queue_handshake(sh: &Shared, datagram: &[u8], src: SocketAddr) {
     }
 }
 
-fn receive_data(sh: &Shared, datagram: &mut [u8], src: SocketAddr) {
+/// Copies a data message into the next outbound buffer, to be opened there at the flush.
+fn queue_data(sh: &Shared, batch: &mut InBatch, datagram: &[u8], src: SocketAddr) {
     let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
-    let now = Instant::now();
     let Some((peer, session)) = sh.sessions.get(&receiver).map(|e| e.value().clone()) else {
-        lock(&sh.device).count_drop(DropReason::UnknownIndex);
+        batch.unknown += 1;
         return;
     };
-    let plain_len = match session.open(now, datagram) {
-        Ok(n) => n,
-        Err(e) => {
-            lock(&sh.device).count_drop(e.into());
-            return;
-        }
-    };
-    let inner_len = if plain_len == 0 { Ok(0) } else { check_inner(sh, &datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len], peer) };
-    let outcome = match inner_len {
-        Ok(0) => RxOutcome::Keepalive,
-        Ok(_) => RxOutcome::Delivered,
-        Err(_) => RxOutcome::Refused,
-    };
-    // Account first, so that the endpoint follows a roaming peer before the packet reaches the
-    // host and the host's answer is sent back to where the packet came from.
+    let k = batch.jobs.len();
+    // The message's header fills the headroom, so the plaintext starts at TUN_HEADROOM.
+    const _: () = assert!(DATA_HEADER_LEN == TUN_HEADROOM);
+    let out = &mut batch.out[k];
+    out.clear();
+    out.reserve_exact(OUT_CAPACITY);
+    out.extend_from_slice(datagram);
+    batch.jobs.push(Job { peer, receiver, source: src, session, len: datagram.len(), result: Ok(0) });
+    if batch.jobs.len() == batch.out.len() {
+        flush(sh, batch);
+    }
+}
+
+/// Opens the queued data messages, accounts for them under one device lock, and writes the
+/// good ones to TUN in arrival order.
+fn flush(sh: &Shared, batch: &mut InBatch) {
+    if batch.jobs.is_empty() && batch.unknown == 0 {
+        return;
+    }
+    let now = Instant::now();
+    let n = batch.jobs.len();
+    {
+        let table = sh.table.load();
+        let table: &Table = &table;
+        sh.crypto.for_each_mut(&mut batch.out[..n], &mut batch.jobs[..], |_, buf, job| {
+            job.result = open(now, table, buf, job);
+        });
+    }
+    // Account first, so that the endpoint follows a roaming peer before the packets reach the
+    // host and the host's answers are sent back to where the packets came from.
     let mut device = lock(&sh.device);
-    device.note_received(now, peer, receiver, src, datagram.len() as u64, outcome);
-    if let Err(reason) = inner_len {
-        device.count_drop(reason);
+    for _ in 0..std::mem::take(&mut batch.unknown) {
+        device.count_drop(DropReason::UnknownIndex);
+    }
+    let mut i = 0;
+    while i < n {
+        // Consecutive messages of one session from one source: one accounting call.
+        let j = &batch.jobs[i];
+        let (peer, receiver, source) = (j.peer, j.receiver, j.source);
+        let (mut bytes, mut delivered, mut refused, mut keepalive) = (0u64, false, false, false);
+        while i < n && (batch.jobs[i].receiver, batch.jobs[i].source) == (receiver, source) {
+            let job = &batch.jobs[i];
+            match job.result {
+                Ok(0) => keepalive = true,
+                Ok(_) => delivered = true,
+                Err(DropReason::InvalidInnerPacket | DropReason::DisallowedSource) => refused = true,
+                Err(_) => {}
+            }
+            if let Err(reason) = job.result {
+                device.count_drop(reason);
+            }
+            if job.result.is_ok() {
+                bytes += job.len as u64;
+            }
+            i += 1;
+        }
+        if delivered || keepalive || refused {
+            let outcome = match (delivered, keepalive) {
+                (true, _) => RxOutcome::Delivered,
+                (false, true) => RxOutcome::Keepalive,
+                (false, false) => RxOutcome::Refused,
+            };
+            device.note_received(now, peer, receiver, source, bytes, outcome);
+        }
     }
     let transmits = sh.sync(&mut device);
     drop(device);
-    if let Ok(n @ 1..) = inner_len {
-        if let Err(e) = sh.tun.send(&datagram[DATA_HEADER_LEN..DATA_HEADER_LEN + n]) {
+    // Keep the packets to deliver, in order.
+    let mut w = 0;
+    for r in 0..n {
+        if let Ok(len @ 1..) = batch.jobs[r].result {
+            batch.out[r].truncate(TUN_HEADROOM + len);
+            batch.out.swap(w, r);
+            w += 1;
+        }
+    }
+    batch.jobs.clear();
+    if w > 0 {
+        if let Err(e) = sh.tun.send_batch(&mut batch.out[..w], TUN_HEADROOM) {
             tracing::debug!(error = %e, "TUN write failed");
         }
     }
     sh.send_all(transmits);
 }
 
-/// Validates a decrypted packet and checks that its source routes back to `peer`; returns its
-/// length without padding.
-fn check_inner(sh: &Shared, plaintext: &[u8], peer: vpn_tunnel::PeerId) -> Result<usize, DropReason> {
-    let p = inner::parse(plaintext).map_err(|_| DropReason::InvalidInnerPacket)?;
-    if !routes_to(&sh.table.load(), p.source, peer) {
+/// Opens one message in place and checks its inner packet; returns the inner length (0 for a
+/// keepalive).
+fn open(now: Instant, table: &Table, buf: &mut [u8], job: &Job) -> Result<usize, DropReason> {
+    let plain_len = job.session.open(now, buf).map_err(DropReason::from)?;
+    if plain_len == 0 {
+        return Ok(0);
+    }
+    let p = inner::parse(&buf[TUN_HEADROOM..TUN_HEADROOM + plain_len]).map_err(|_| DropReason::InvalidInnerPacket)?;
+    if !routes_to(table, p.source, job.peer) {
         return Err(DropReason::DisallowedSource);
     }
     Ok(p.len)

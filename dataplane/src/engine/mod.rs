@@ -3,9 +3,13 @@
 //!
 //! # Threads
 //!
-//! - one TUN reader: route by destination, seal, send (`outbound.rs`);
-//! - one UDP reader per bound socket: open data messages, check the inner source, write to TUN;
-//!   handshake messages with a valid mac1 go to the handshake queue (`inbound.rs`);
+//! - one TUN reader: read a batch, route by destination, seal, send with UDP GSO
+//!   (`outbound.rs`);
+//! - one UDP reader per bound socket: receive a batch (UDP GRO), open data messages, check the
+//!   inner source, write to TUN coalesced (GRO); handshake messages with a valid mac1 go to the
+//!   handshake queue (`inbound.rs`);
+//! - a crypto pool that the two kinds of reader hand chunks of long batches to, waiting for them
+//!   before sending, so packets keep their order (`pool.rs`);
 //! - one handshake thread: consumes queued handshake messages, so X25519 work never runs on a
 //!   reader thread; the first Diffie-Hellman of an initiation runs without the device lock;
 //! - one timer thread: fires protocol timers.
@@ -29,6 +33,7 @@
 
 mod inbound;
 mod outbound;
+mod pool;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +52,7 @@ use vpn_tunnel::{Device, Event, PeerConfig, PeerId, Session, Transmit};
 use crate::allowed_ips::AllowedIps;
 use crate::config::{InterfaceConfig, InterfaceStatus, PeerStatus};
 use crate::io::{Network, TunIo, UdpIo};
+use pool::CryptoPool;
 
 /// Capacity of the handshake queue (wireguard-go's); under load from 1/8 of it.
 pub const HANDSHAKE_QUEUE: usize = 1024;
@@ -54,6 +60,25 @@ pub const HANDSHAKE_QUEUE: usize = 1024;
 pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// Longest sleep of the timer thread; timers fire at most this late.
 const TIMER_TICK: Duration = Duration::from_millis(20);
+
+/// Tuning of a new engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Threads that seal and open long batches next to the reader threads; `Some(0)` keeps all
+    /// crypto on the readers. `None` picks: none on one or two CPUs (measured: on 2 vCPUs a
+    /// pool thread costs ~10 % of single-stream throughput, since the readers and the kernel
+    /// already keep both busy), otherwise two fewer than the CPUs (the two readers), at most 8.
+    pub crypto_threads: Option<usize>,
+}
+
+impl EngineOptions {
+    fn crypto_threads(&self) -> usize {
+        self.crypto_threads.unwrap_or_else(|| match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            0..=2 => 0,
+            n => (n - 2).min(8),
+        })
+    }
+}
 
 /// Why a configuration was refused. Nothing was changed.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +129,7 @@ pub(crate) struct Shared {
     running: AtomicBool,
     stopped: (Mutex<Option<StopReason>>, Condvar),
     pub(crate) mtu: usize,
+    pub(crate) crypto: CryptoPool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -225,6 +251,11 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Starts an engine on `tun`, binding a random UDP port on `net`, with no key and no peer.
     pub fn start(tun: Arc<dyn TunIo>, net: Arc<dyn Network>) -> io::Result<Engine> {
+        Self::start_with(tun, net, EngineOptions::default())
+    }
+
+    /// [`Engine::start`] with explicit tuning.
+    pub fn start_with(tun: Arc<dyn TunIo>, net: Arc<dyn Network>, options: EngineOptions) -> io::Result<Engine> {
         let bound = net.bind(0, 0)?;
         let (tx, rx) = bounded(HANDSHAKE_QUEUE);
         let mtu = tun.mtu();
@@ -245,6 +276,7 @@ impl Engine {
             running: AtomicBool::new(true),
             stopped: (Mutex::new(None), Condvar::new()),
             mtu,
+            crypto: CryptoPool::new(options.crypto_threads()),
             threads: Mutex::new(Vec::new()),
         });
         shared.spawn("tun-rx", outbound::tun_reader);
@@ -388,6 +420,11 @@ impl Engine {
         lock(&self.shared.device).stats().nonzero().collect()
     }
 
+    /// Threads in the crypto pool.
+    pub fn crypto_threads(&self) -> usize {
+        self.shared.crypto.workers()
+    }
+
     /// The UDP port in use.
     pub fn listen_port(&self) -> u16 {
         self.shared.sockets.load().port
@@ -412,6 +449,7 @@ impl Engine {
         for t in threads {
             let _ = t.join();
         }
+        self.shared.crypto.shutdown();
         // Destroy keys now rather than when the last reference goes.
         let mut device = lock(&self.shared.device);
         device.clear_peers();

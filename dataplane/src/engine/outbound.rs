@@ -1,57 +1,184 @@
-//! TUN → UDP: read a packet, find its peer by destination in the allowed-IPs snapshot, seal it
-//! with the peer's current session outside the device lock, send it. Packets for a peer without a
-//! usable session go through `Device::send`, which stages them and starts a handshake.
+//! TUN → UDP, a batch at a time: read a batch (a segmentation-offload super-packet arrives as
+//! many MTU-sized packets), route each by destination in the allowed-IPs snapshot, and for each
+//! run of packets to one peer reserve consecutive counters, seal in place (in parallel on the
+//! crypto pool when the run is long) and send in counter order, equal-sized neighbours in one
+//! UDP GSO call. The device lock is taken once per run to account for it. Packets for a peer
+//! without a usable session go through `Device::send`, which stages them and starts a handshake.
 
+use std::io::IoSlice;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vpn_tunnel::inner;
 use vpn_tunnel::wire::{padded_len, DATA_OVERHEAD};
+use vpn_tunnel::{inner, PeerId, Session};
 
-use super::{lock, Shared, StopReason, POLL};
+use super::{lock, Shared, StopReason, Table, POLL};
+use crate::io::{TUN_HEADROOM, TUN_READ_SEGMENTS};
+
+/// Largest UDP payload one GSO send may carry in all (IPv4's limit, the smaller one).
+const GSO_MAX_BYTES: usize = 65_507;
+
+/// Packets per batch: two super-packets' worth.
+pub(super) const BATCH: usize = 2 * TUN_READ_SEGMENTS;
+
+/// One batch being sent: the packet buffers (views into one allocation), their lengths and,
+/// once sealed, the lengths of the messages.
+pub(super) struct OutBatch<'a> {
+    bufs: [&'a mut [u8]; BATCH],
+    sizes: [usize; BATCH],
+    /// Length of each sealed message (0: not sealed).
+    sealed: [usize; BATCH],
+}
+
+impl<'a> OutBatch<'a> {
+    /// Views `storage` (see [`buffer_size`]) as a batch.
+    pub(super) fn new(storage: &'a mut [u8], mtu: usize) -> Self {
+        let mut slots = storage.chunks_exact_mut(buffer_size(mtu));
+        let bufs = std::array::from_fn(|_| slots.next().unwrap_or_default());
+        Self { bufs, sizes: [0; BATCH], sealed: [0; BATCH] }
+    }
+}
+
+/// Bytes per packet buffer: headroom for the data header, tailroom for padding and the tag, so
+/// sealing happens in place.
+pub(super) fn buffer_size(mtu: usize) -> usize {
+    DATA_OVERHEAD + padded_len(mtu, mtu)
+}
 
 /// Reads the TUN device until shutdown or until the interface disappears.
 pub(super) fn tun_reader(sh: Arc<Shared>) {
-    let mtu = sh.mtu;
-    // Headroom for the data header, tailroom for padding and the tag: sealing happens in place.
-    let mut buf = vec![0u8; DATA_OVERHEAD + padded_len(65_535, 65_535) + 16];
+    // One allocation, large enough that its pages are only mapped as they are written.
+    let mut storage = vec![0u8; BATCH * buffer_size(sh.mtu)];
+    let mut batch = OutBatch::new(&mut storage, sh.mtu);
     while sh.running() {
-        let n = match sh.tun.recv(&mut buf[16..16 + 65_535], POLL) {
-            Ok(Some(n)) => n,
-            Ok(None) => continue,
+        let n = match sh.tun.recv_batch(&mut batch.bufs, &mut batch.sizes, TUN_HEADROOM, POLL) {
+            Ok(n) => n,
             Err(e) => {
                 sh.stop(StopReason::TunGone(e.to_string()));
                 break;
             }
         };
-        send_packet(&sh, &mut buf, n, mtu);
+        if n > 0 {
+            send_batch(&sh, &mut batch, n);
+        }
     }
 }
 
-/// Routes and sends the packet at `buf[16..16 + len]`.
-fn send_packet(sh: &Shared, buf: &mut [u8], len: usize, mtu: usize) {
-    let Ok(packet) = inner::parse(&buf[16..16 + len]) else { return };
+/// The peer a packet goes to, with a one-entry cache (a batch is mostly one flow).
+fn route(table: &Table, packet: &[u8], cache: &mut Option<(IpAddr, Option<PeerId>)>) -> Option<PeerId> {
+    let destination = inner::parse(packet).ok()?.destination;
+    match *cache {
+        Some((ip, peer)) if ip == destination => peer,
+        _ => {
+            let peer = table.routes.lookup(destination);
+            *cache = Some((destination, peer));
+            peer
+        }
+    }
+}
+
+/// Routes and sends the first `n` packets of `batch`.
+pub(super) fn send_batch(sh: &Shared, batch: &mut OutBatch<'_>, n: usize) {
     let table = sh.table.load();
-    // No peer has this destination among its allowed IPs: nothing to do (like the kernel, drop).
-    let Some(peer) = table.routes.lookup(packet.destination) else { return };
     let now = Instant::now();
+    let mut cache = None;
+    let mut peers = [None; BATCH];
+    for (i, peer) in peers.iter_mut().enumerate().take(n) {
+        *peer = route(&table, &batch.bufs[i][TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]], &mut cache);
+    }
+    drop(table);
+    let mut i = 0;
+    while i < n {
+        // No peer has this destination among its allowed IPs: drop it, like the kernel.
+        let Some(peer) = peers[i] else {
+            i += 1;
+            continue;
+        };
+        let end = (i + 1..n).find(|&j| peers[j] != Some(peer)).unwrap_or(n);
+        send_run(sh, batch, i..end, peer, now);
+        i = end;
+    }
+}
+
+/// Seals and sends packets `run`, all to `peer`.
+fn send_run(sh: &Shared, batch: &mut OutBatch<'_>, run: Range<usize>, peer: PeerId, now: Instant) {
     let fast = sh.sending.get(&peer).map(|e| e.value().clone()).filter(|(s, _)| s.can_send(now));
+    let mut staged_from = run.start;
     if let Some((session, destination)) = fast {
-        if let Ok(total) = session.seal(now, buf, len, mtu) {
-            let sockets = sh.sockets.load();
-            let sent = sh.send_to(&sockets, &buf[..total], destination);
+        if let Ok(counters) = session.reserve(now, run.len() as u64) {
+            let sealed_end = run.start + (counters.end - counters.start) as usize;
+            seal(sh, &session, batch, run.start..sealed_end, counters.start);
+            let (sent, bytes) = transmit(sh, batch, run.start..sealed_end, destination);
             let mut device = lock(&sh.device);
             // Like the kernel: the timers count the attempt, the transfer counter only what left.
-            device.note_sent(now, peer, 1, usize::from(sent), if sent { total as u64 } else { 0 });
+            device.note_sent(now, peer, sealed_end - run.start, sent, bytes);
             let transmits = sh.sync(&mut device);
             drop(device);
             sh.send_all(transmits);
-            return;
+            staged_from = sealed_end;
         }
     }
-    let mut device = lock(&sh.device);
-    let _ = device.send(now, peer, &buf[16..16 + len]);
-    let transmits = sh.sync(&mut device);
-    drop(device);
-    sh.send_all(transmits);
+    if staged_from < run.end {
+        let mut device = lock(&sh.device);
+        for k in staged_from..run.end {
+            let _ = device.send(now, peer, &batch.bufs[k][TUN_HEADROOM..TUN_HEADROOM + batch.sizes[k]]);
+        }
+        let transmits = sh.sync(&mut device);
+        drop(device);
+        sh.send_all(transmits);
+    }
+}
+
+/// Seals packets `range` in place with counters `first..`, on the crypto pool when it pays.
+fn seal(sh: &Shared, session: &Session, batch: &mut OutBatch<'_>, range: Range<usize>, first: u64) {
+    let mtu = sh.mtu;
+    let bufs = &mut batch.bufs[range.clone()];
+    let sizes = &batch.sizes[range.clone()];
+    let sealed = &mut batch.sealed[range];
+    sh.crypto.for_each_mut(bufs, sealed, |k, buf, out| {
+        let counter = first + k as u64;
+        *out = session.seal_at(counter, buf, sizes[k], mtu).unwrap_or(0);
+    });
+}
+
+/// Sends the sealed packets of `range` in order; returns how many left and their bytes.
+fn transmit(sh: &Shared, batch: &OutBatch<'_>, range: Range<usize>, destination: SocketAddr) -> (usize, u64) {
+    let sockets = sh.sockets.load();
+    let Some(socket) = sockets.list.iter().find(|s| s.serves(&destination)) else { return (0, 0) };
+    let max_segments = socket.max_segments().clamp(1, 64);
+    let mut slices = [IoSlice::new(&[]); 64];
+    let (mut sent, mut bytes) = (0, 0u64);
+    let mut k = range.start;
+    while k < range.end {
+        if batch.sealed[k] == 0 {
+            k += 1;
+            continue;
+        }
+        // A group: equal-sized messages, the last of which may be shorter; within GSO's limits.
+        let stride = batch.sealed[k];
+        let (mut count, mut total) = (0, 0);
+        while k < range.end && count < max_segments && total + batch.sealed[k] <= GSO_MAX_BYTES {
+            let len = batch.sealed[k];
+            if len == 0 || len > stride {
+                break;
+            }
+            slices[count] = IoSlice::new(&batch.bufs[k][..len]);
+            count += 1;
+            total += len;
+            k += 1;
+            if len < stride {
+                break;
+            }
+        }
+        match socket.send_segments(&slices[..count], destination) {
+            Ok(()) => {
+                sent += count;
+                bytes += total as u64;
+            }
+            Err(e) => tracing::debug!(%destination, error = %e, "send failed"),
+        }
+    }
+    (sent, bytes)
 }
