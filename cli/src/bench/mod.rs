@@ -56,6 +56,23 @@ pub(crate) struct BenchArgs {
     /// Print one JSON object (every sample, medians, ratios) instead of the table.
     #[arg(long)]
     json: bool,
+    /// Fail unless vpn's one-stream TCP throughput, each direction, is at least RATIO times
+    /// IMPL's, measured in this run (a regression guard for CI), e.g. boringtun=3.
+    #[arg(long, value_name = "IMPL=RATIO", value_parser = parse_requirement)]
+    require_ratio: Vec<(ImplKind, f64)>,
+}
+
+fn parse_requirement(s: &str) -> Result<(ImplKind, f64), String> {
+    use clap::ValueEnum;
+    let (name, ratio) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected IMPL=RATIO, e.g. boringtun=3"))?;
+    let kind = ImplKind::from_str(name, true).map_err(|_| format!("{name:?} is not an implementation: use wireguard-go or boringtun"))?;
+    if kind == ImplKind::Vpn {
+        return Err("the ratio compares vpn with another implementation: use wireguard-go or boringtun".into());
+    }
+    match ratio.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok((kind, r)),
+        _ => Err(format!("{ratio:?} is not a positive ratio, e.g. 3 or 2.5")),
+    }
 }
 
 fn parse_rate(s: &str) -> Result<String, String> {
@@ -327,12 +344,34 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if !errors.is_empty() {
         bail!("{} measurement(s) failed (listed in the report)", errors.len());
     }
+    let mut unmet = Vec::new();
+    for (kind, min) in &args.require_ratio {
+        for line in report.require_ratio(kind.name(), *min) {
+            eprintln!("vpn bench: {line}");
+            if !line.starts_with("ok") {
+                unmet.push(line);
+            }
+        }
+    }
+    if !unmet.is_empty() {
+        bail!("{} throughput requirement(s) not met", unmet.len());
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ratio_requirements_parse_or_say_what_is_wrong() {
+        assert_eq!(parse_requirement("boringtun=3"), Ok((ImplKind::Boringtun, 3.0)));
+        assert_eq!(parse_requirement("wireguard-go=2.5"), Ok((ImplKind::WireguardGo, 2.5)));
+        assert!(parse_requirement("boringtun").unwrap_err().contains("IMPL=RATIO"));
+        assert!(parse_requirement("vpn=2").unwrap_err().contains("another implementation"));
+        assert!(parse_requirement("boringtun=-1").unwrap_err().contains("positive"));
+        assert!(parse_requirement("nope=1").unwrap_err().contains("not an implementation"));
+    }
 
     #[test]
     fn dates() {

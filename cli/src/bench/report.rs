@@ -162,6 +162,23 @@ impl Report<'_> {
         self.impls.iter().find(|i| i.name == "vpn").or_else(|| self.impls.first())
     }
 
+    /// Checks that vpn's one-stream TCP medians are at least `min` times `other`'s, each
+    /// direction; one line per check, starting with "ok" when met.
+    pub(crate) fn require_ratio(&self, other: &str, min: f64) -> Vec<String> {
+        let find = |name: &str| self.impls.iter().find(|i| i.name == name);
+        let (Some(vpn), Some(them)) = (find("vpn"), find(other)) else {
+            return vec![format!("cannot check vpn >= {min}x {other}: both must be measured in the same run")];
+        };
+        [Metric::Tcp1Ab, Metric::Tcp1Ba]
+            .into_iter()
+            .map(|m| match ratio(vpn.median(m), them.median(m)) {
+                Some(r) if r >= min => format!("ok: {} vpn/{other} = {r:.2} (required >= {min})", m.key()),
+                Some(r) => format!("FAILED: {} vpn/{other} = {r:.2}, required >= {min}", m.key()),
+                None => format!("FAILED: {} has no median for vpn or {other}", m.key()),
+            })
+            .collect()
+    }
+
     /// The header lines: machine and settings.
     pub(crate) fn header(&self) -> String {
         let m = self.machine;
