@@ -8,6 +8,10 @@
 //! The crate owns threads and file descriptors; the protocol core below it does not. It runs on
 //! plain `std` threads (no async runtime).
 
+pub mod client_config;
+pub mod netconf;
+pub mod server_config;
+pub mod store;
 pub mod uapi;
 
 mod sys;

@@ -1,0 +1,1 @@
+//! Client configurations (being written).

@@ -1,0 +1,1 @@
+//! Host network setup (being written).
