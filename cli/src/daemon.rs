@@ -128,7 +128,7 @@ pub(crate) fn run(args: Args) -> Result<()> {
     }
 }
 
-fn init_logging(background: bool) {
+pub(crate) fn init_logging(background: bool) {
     let level = match std::env::var("LOG_LEVEL").as_deref() {
         Ok("verbose" | "debug") => "debug",
         Ok("error") => "error",
@@ -169,7 +169,7 @@ fn detach(ifname: &str) -> Result<()> {
 }
 
 /// The engine as the UAPI sees it.
-struct EngineBackend(Arc<Engine>);
+pub(crate) struct EngineBackend(pub(crate) Arc<Engine>);
 
 impl Backend for EngineBackend {
     fn status(&self) -> InterfaceStatus {
@@ -238,7 +238,7 @@ fn serve(ifname: &str, tuning: Tuning, report_ready: bool) -> Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // Effective uid 0; the daemon needs CAP_NET_ADMIN for TUN and SO_MARK.
     std::fs::read_to_string("/proc/self/status")
         .ok()

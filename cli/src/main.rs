@@ -1,27 +1,62 @@
 //! `vpn`: userspace WireGuard and VPN server manager.
 //!
-//! Each subcommand is one thin function over the library crates: the userspace WireGuard daemon
-//! (`vpn daemon`, also installed as `vpnd` for `wg-quick`) and the key tools that `wg genkey`,
-//! `wg pubkey` and `wg genpsk` users expect, with the same input and output.
+//! Each subcommand is one thin function over the library crates: the server manager (`vpn init`,
+//! `vpn up`/`down`, `vpn user ...`, `vpn device ...`, `vpn status`), the userspace WireGuard daemon
+//! (`vpn daemon`, also installed as `vpnd` for `wg-quick`), `vpn bench`, and the key tools that
+//! `wg genkey`, `wg pubkey` and `wg genpsk` users expect, with the same input and output.
 
 mod bench;
 mod daemon;
 mod keys;
+mod manage;
+mod server;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Userspace WireGuard and VPN server manager.
 #[derive(Parser, Debug)]
 #[command(name = "vpn", version, about, long_about = None)]
 struct Cli {
+    /// The server configuration file.
+    #[arg(long, short, global = true, env = "VPN_CONFIG", default_value = vpn_control::server_config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Set up a VPN server: asks for endpoint, port, pools, DNS, egress (or take flags with --yes).
+    Init(manage::init::InitArgs),
+    /// Bring the server up in the foreground (creates a default setup on first run; root).
+    Up {
+        #[command(flatten)]
+        tuning: TuningArgs,
+    },
+    /// Stop the running server and remove its interface and firewall rules (root).
+    Down,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Manage devices (each gets addresses, keys and a client configuration).
+    #[command(subcommand)]
+    Device(DeviceCmd),
+    /// Show every device: address, state, endpoint, last handshake, transfer.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print shell completions (bash, zsh, fish, ...) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man,
     /// Benchmark vpn against wireguard-go and boringtun in two network namespaces (root).
     Bench(bench::BenchArgs),
     /// Run a userspace WireGuard interface driven by `wg` (a drop-in for wireguard-go).
@@ -74,9 +109,170 @@ impl TuningArgs {
     }
 }
 
+#[derive(Subcommand, Debug)]
+enum UserCmd {
+    /// Add a user.
+    Add {
+        /// Name: letters, digits, '.', '_', '-', '@'.
+        name: String,
+    },
+    /// List users.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a user and its devices.
+    Show {
+        /// The user.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable a user: none of its devices can connect.
+    Disable {
+        /// The user.
+        name: String,
+    },
+    /// Enable a user again.
+    Enable {
+        /// The user.
+        name: String,
+    },
+    /// Remove a user and all its devices.
+    Remove {
+        /// The user.
+        name: String,
+        /// Confirm removing its devices too.
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+/// Where a device's client configuration goes.
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// Write the client configuration to this file (mode 0600) instead of stdout.
+    #[arg(long, short, value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// Show the QR code in the terminal (default: when stdout is a terminal).
+    #[arg(long, overrides_with = "no_qr")]
+    qr: bool,
+    /// Do not show the QR code.
+    #[arg(long)]
+    no_qr: bool,
+    /// Also write the QR code as a PNG image (mode 0600).
+    #[arg(long, value_name = "PATH")]
+    png: Option<PathBuf>,
+}
+
+impl ExportArgs {
+    fn output(&self) -> manage::devices::Output {
+        let qr = if self.qr {
+            Some(true)
+        } else if self.no_qr {
+            Some(false)
+        } else {
+            None
+        };
+        manage::devices::Output { file: self.output.clone(), qr, png: self.png.clone() }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum DeviceCmd {
+    /// Add a device to a user: allocates addresses, generates its keys, prints its client config.
+    Add {
+        /// The user the device belongs to.
+        user: String,
+        /// Device name (default: device1, device2, ...).
+        name: Option<String>,
+        /// When it stops working: 2027-01-31, 2027-01-31T12:00:00Z, or a span like 30d.
+        #[arg(long, value_name = "WHEN")]
+        expires: Option<String>,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+    /// List devices (of one user, or all).
+    List {
+        /// Only this user's devices.
+        user: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a device; with --client (or --qr/--png/--output), its client configuration again.
+    Show {
+        /// The user.
+        user: String,
+        /// The device.
+        name: String,
+        /// Print the client configuration too.
+        #[arg(long)]
+        client: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+    /// Remove a device: its client is cut off at once.
+    Remove {
+        /// The user.
+        user: String,
+        /// The device.
+        name: String,
+    },
+    /// Disable a device (kept, but it cannot connect).
+    Disable {
+        /// The user.
+        user: String,
+        /// The device.
+        name: String,
+    },
+    /// Enable a device again.
+    Enable {
+        /// The user.
+        user: String,
+        /// The device.
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let cfg = cli.config.as_path();
     let result = match cli.command {
+        Command::Init(args) => manage::init::run(cfg, &args),
+        Command::Up { tuning } => tuning.resolve().and_then(|t| server::up(cfg, t)),
+        Command::Down => server::down(cfg),
+        Command::User(cmd) => match cmd {
+            UserCmd::Add { name } => manage::users::add(cfg, &name),
+            UserCmd::List { json } => manage::users::list(cfg, json),
+            UserCmd::Show { name, json } => manage::users::show(cfg, &name, json),
+            UserCmd::Disable { name } => manage::users::set_enabled(cfg, &name, false),
+            UserCmd::Enable { name } => manage::users::set_enabled(cfg, &name, true),
+            UserCmd::Remove { name, yes } => manage::users::remove(cfg, &name, yes),
+        },
+        Command::Device(cmd) => match cmd {
+            DeviceCmd::Add { user, name, expires, export } => {
+                manage::devices::add(cfg, &user, name.as_deref(), expires.as_deref(), &export.output())
+            }
+            DeviceCmd::List { user, json } => manage::devices::list(cfg, user.as_deref(), json),
+            DeviceCmd::Show { user, name, client, json, export } => {
+                manage::devices::show(cfg, &user, &name, client, json, &export.output())
+            }
+            DeviceCmd::Remove { user, name } => manage::devices::remove(cfg, &user, &name),
+            DeviceCmd::Disable { user, name } => manage::devices::set_enabled(cfg, &user, &name, false),
+            DeviceCmd::Enable { user, name } => manage::devices::set_enabled(cfg, &user, &name, true),
+        },
+        Command::Status { json } => manage::status::run(cfg, json),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "vpn", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(Into::into),
         Command::Bench(args) => bench::run(args),
         Command::Daemon { foreground, ifname, tuning } => tuning.resolve().and_then(|t| daemon::start(foreground, ifname, t)),
         Command::Genkey => keys::genkey(),

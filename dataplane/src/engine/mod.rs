@@ -326,12 +326,16 @@ impl Engine {
         };
 
         let recreated: std::collections::HashSet<&PublicKey> = recreated.iter().collect();
+        // Indexed by key, so that reconciling n peers is O(n) (a server manager syncs thousands).
+        let old_peers: std::collections::HashMap<&PublicKey, &crate::PeerSettings> =
+            config.peers.iter().map(|p| (&p.public_key, p)).collect();
+        let new_keys: std::collections::HashSet<&PublicKey> = new.peers.iter().map(|p| &p.public_key).collect();
         let now = Instant::now();
         let mut device = lock(&sh.device);
         device.set_private_key(new.private_key.clone());
         // Peers gone from the configuration, or re-created.
         for old in &config.peers {
-            if new.peer(&old.public_key).is_none() || recreated.contains(&old.public_key) {
+            if !new_keys.contains(&old.public_key) || recreated.contains(&old.public_key) {
                 if let Some(id) = device.peer_id(&old.public_key) {
                     let _ = device.remove_peer(id);
                 }
@@ -351,7 +355,7 @@ impl Engine {
                     }
                 }
             };
-            let old = config.peer(&p.public_key).filter(|_| !recreated.contains(&p.public_key));
+            let old = old_peers.get(&p.public_key).copied().filter(|_| !recreated.contains(&p.public_key));
             if old.is_some_and(|o| o.preshared_key != p.preshared_key) {
                 let _ = device.set_preshared_key(id, p.preshared_key.clone());
             }
@@ -375,6 +379,7 @@ impl Engine {
         sh.table.store(Arc::new(Table { routes, mac1_key: device.mac1_key() }));
         let transmits = sh.sync(&mut device);
         drop(device);
+        drop((old_peers, new_keys));
         if let Some(s) = new_sockets {
             let fresh = s.generation != current.generation;
             sh.sockets.store(Arc::new(s));

@@ -1,0 +1,86 @@
+//! `vpn user add|list|show|disable|enable|remove`.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
+use vpn_control::store::{Actor, Store};
+
+use super::{load_config, notify, open_store, table, time};
+
+/// `vpn user add NAME`.
+pub(crate) fn add(config_path: &Path, name: &str) -> Result<()> {
+    let config = load_config(config_path)?;
+    let mut store = open_store(&config)?;
+    let user = store.add_user(name, &Actor::local())?;
+    println!("user {} added; add a device with: vpn device add {} NAME", user.name, user.name);
+    Ok(())
+}
+
+/// `vpn user list [--json]`.
+pub(crate) fn list(config_path: &Path, json: bool) -> Result<()> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let users = store.users()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&users)?);
+        return Ok(());
+    }
+    if users.is_empty() {
+        println!("no users yet: add one with `vpn user add NAME`");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            let state = if u.enabled { "enabled" } else { "disabled" };
+            vec![u.name.clone(), state.into(), u.devices.to_string(), time::format_date(u.created_at)]
+        })
+        .collect();
+    print!("{}", table::render(&["USER", "STATE", "DEVICES", "CREATED"], &rows));
+    Ok(())
+}
+
+/// `vpn user show NAME [--json]`: the user and its devices.
+pub(crate) fn show(config_path: &Path, name: &str, json: bool) -> Result<()> {
+    let config = load_config(config_path)?;
+    let store = open_store(&config)?;
+    let user = store.user(name)?;
+    let devices = store.devices(Some(name))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "user": user, "devices": devices }))?);
+        return Ok(());
+    }
+    println!("user {}: {}, created {}", user.name, if user.enabled { "enabled" } else { "disabled" }, time::format_date(user.created_at));
+    let now = time::unix_now();
+    let rows: Vec<Vec<String>> = devices.iter().map(|d| super::devices::row(d, now)).collect();
+    if rows.is_empty() {
+        println!("no devices: add one with `vpn device add {name} NAME`");
+    } else {
+        print!("{}", table::render(super::devices::HEADER, &rows));
+    }
+    Ok(())
+}
+
+/// `vpn user enable|disable NAME`.
+pub(crate) fn set_enabled(config_path: &Path, name: &str, enabled: bool) -> Result<()> {
+    let config = load_config(config_path)?;
+    let mut store = open_store(&config)?;
+    let user = store.set_user_enabled(name, enabled, &Actor::local())?;
+    println!("user {} {}", user.name, if enabled { "enabled" } else { "disabled: its devices cannot connect" });
+    notify(&config);
+    Ok(())
+}
+
+/// `vpn user remove NAME --yes`: the user and all its devices.
+pub(crate) fn remove(config_path: &Path, name: &str, yes: bool) -> Result<()> {
+    let config = load_config(config_path)?;
+    let mut store = open_store(&config)?;
+    let devices = store.devices(Some(name))?;
+    if !devices.is_empty() && !yes {
+        bail!("user {name} has {} device(s), which would be removed too: add --yes to confirm", devices.len());
+    }
+    let removed = store.remove_user(name, &Actor::local())?;
+    println!("user {name} removed, with {} device(s)", removed.len());
+    notify(&config);
+    Ok(())
+}

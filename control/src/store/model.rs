@@ -1,0 +1,153 @@
+//! The records the store hands out: [`User`], [`Device`], [`DeviceSecrets`], [`AuditEvent`], and
+//! the input [`NewDevice`], plus who made a change ([`Actor`]) and where addresses come from
+//! ([`Pools`]).
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use vpn_crypto::{PresharedKey, PrivateKey, PublicKey};
+use vpn_dataplane::IpPrefix;
+
+/// Who made a change, recorded in the audit log. Advisory: anyone who can write the store file
+/// can write anything into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The operating-system user who ran the command.
+    pub who: String,
+    /// Where the change came from: `"cli"`, `"import"`, a host name...
+    pub origin: String,
+}
+
+impl Actor {
+    /// An actor from parts.
+    pub fn new(who: impl Into<String>, origin: impl Into<String>) -> Actor {
+        Actor { who: who.into(), origin: origin.into() }
+    }
+
+    /// The user running this process: `$SUDO_USER` (the person behind `sudo`), else `$USER`, else
+    /// the numeric uid; origin `"cli"`.
+    pub fn local() -> Actor {
+        let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+        let who = var("SUDO_USER").or_else(|| var("USER")).unwrap_or_else(uid);
+        Actor { who, origin: "cli".to_owned() }
+    }
+}
+
+/// The effective uid, read without `unsafe` as the owner of `/proc/self`.
+fn uid() -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid().to_string()).unwrap_or_else(|_| "unknown".to_owned())
+}
+
+/// The address pools devices are numbered from. The server itself takes the first host address
+/// of each (`.1`, `::1`); devices get the lowest free address after it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pools {
+    /// The IPv4 pool, e.g. `10.8.0.0/24`.
+    pub ipv4: Option<IpPrefix>,
+    /// The IPv6 pool, e.g. `fd00:8::/64`. Only its first /64 is used when it is larger.
+    pub ipv6: Option<IpPrefix>,
+}
+
+/// A user: a person who owns devices.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    /// The unique name.
+    pub name: String,
+    /// Whether the user's devices may connect.
+    pub enabled: bool,
+    /// When the user was added (Unix seconds).
+    pub created_at: i64,
+    /// How many devices the user has.
+    pub devices: usize,
+}
+
+/// A device: one WireGuard peer of the server, belonging to a user.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Device {
+    /// The owner's name.
+    pub user: String,
+    /// The device's name, unique for its user.
+    pub name: String,
+    /// The device's public key (base64 when serialized).
+    #[serde(serialize_with = "public_key_base64")]
+    pub public_key: PublicKey,
+    /// Its IPv4 address, when an IPv4 pool was configured at creation.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Its IPv6 address, when an IPv6 pool was configured at creation.
+    pub ipv6: Option<Ipv6Addr>,
+    /// The device's own flag.
+    pub enabled: bool,
+    /// Its user's flag.
+    pub user_enabled: bool,
+    /// When it was added (Unix seconds).
+    pub created_at: i64,
+    /// When it stops being allowed to connect (Unix seconds), if ever.
+    pub expires_at: Option<i64>,
+}
+
+impl Device {
+    /// Enabled, its user enabled, and not expired at `now` (Unix seconds).
+    pub fn is_active(&self, now: i64) -> bool {
+        self.enabled && self.user_enabled && self.expires_at.is_none_or(|at| now < at)
+    }
+
+    /// `user/name`, as used in audit targets and messages.
+    pub fn label(&self) -> String {
+        format!("{}/{}", self.user, self.name)
+    }
+}
+
+fn public_key_base64<S: serde::Serializer>(key: &PublicKey, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&key.to_base64())
+}
+
+/// The private key and pre-shared key of a device. Both zeroize on drop and print as
+/// `[redacted]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceSecrets {
+    /// The device's private key (its configuration's `PrivateKey`).
+    pub private_key: PrivateKey,
+    /// The key shared by the device and the server (`PresharedKey`).
+    pub preshared_key: PresharedKey,
+}
+
+impl DeviceSecrets {
+    /// Fresh secrets from a cryptographically secure generator.
+    pub fn generate(rng: &mut dyn rand_core::CryptoRngCore) -> DeviceSecrets {
+        DeviceSecrets { private_key: PrivateKey::generate(rng), preshared_key: PresharedKey::generate(rng) }
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AuditEvent {
+    /// Increasing with time.
+    pub id: i64,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// [`Actor::who`].
+    pub who: String,
+    /// [`Actor::origin`].
+    pub origin: String,
+    /// What: `user.add`, `user.enable`, `user.disable`, `user.remove`, `device.add`,
+    /// `device.enable`, `device.disable`, `device.remove`, `server.key`.
+    pub action: String,
+    /// On what: a user name, `user/device`, or `server`.
+    pub target: String,
+    /// Facts about the change (public keys, addresses; never a private key or PSK).
+    pub details: serde_json::Value,
+}
+
+/// What [`Store::add_device`](super::Store::add_device) needs; the addresses are allocated by
+/// the store.
+#[derive(Debug)]
+pub struct NewDevice<'a> {
+    /// The owner, who must exist.
+    pub user: &'a str,
+    /// The device's name ([`super::names::validate_device`]).
+    pub name: &'a str,
+    /// When it stops being allowed to connect (Unix seconds), if ever.
+    pub expires_at: Option<i64>,
+    /// Its keys; the public key is derived from the private key.
+    pub secrets: DeviceSecrets,
+}

@@ -1,0 +1,134 @@
+# shellcheck shell=bash
+# The server manager end to end: `vpn init` and `vpn up` in a server namespace; two clients in
+# their own namespaces run the stock `wg-quick` with wireguard-go on the configurations exported by
+# `vpn device add`; a host behind the server (with no route back to the VPN pool) is reached
+# through the server's NAT; adding a device while traffic flows does not interrupt the other
+# client; removing a device cuts exactly that client; `vpn down` removes the interface and the
+# nftables table.
+#
+# Topology (all inside namespaces this scenario creates):
+#   C1 192.168.244.2 --- 192.168.244.1 S 192.168.246.1 --- 192.168.246.2 H
+#   C2 192.168.245.2 --- 192.168.245.1 S
+# Clients reach the server's endpoint 192.168.244.1 (C2 through S as its router).
+
+register_server() {
+    scenario "server manager: vpn up, wg-quick clients, NAT, live add and remove" server_manager
+}
+
+# veth NS1 ADDR1 NS2 ADDR2 SUFFIX: a veth pair with IPv4 /24 addresses; prints the NS1-side name.
+veth() {
+    local a=$1 aa=$2 b=$3 ba=$4 sfx=$5 va vb
+    va=$(if_name "s$sfx"); vb=$(if_name "p$sfx")
+    ip link add "$va" netns "$a" type veth peer name "$vb" netns "$b" || fail "cannot create veth pair"
+    ip -n "$a" addr add "$aa/24" dev "$va"
+    ip -n "$b" addr add "$ba/24" dev "$vb"
+    ip -n "$a" link set "$va" up
+    ip -n "$b" link set "$vb" up
+    echo "$va"
+}
+
+# client_up NS CONF: wg-quick up with wireguard-go inside NS.
+client_up() {
+    local ns=$1 conf=$2 rc
+    log "+ ip netns exec $ns env WG_QUICK_USERSPACE_IMPLEMENTATION=$WIREGUARD_GO wg-quick up $conf"
+    echo "$WG_RUN_DIR/$(basename "$conf" .conf).sock" >>"$SCN_DIR/sockets"
+    ip netns exec "$ns" env WG_QUICK_USERSPACE_IMPLEMENTATION="$WIREGUARD_GO" timeout -k 2 30 wg-quick up "$conf" >"$SCN_DIR/$(basename "$conf").up.log" 2>&1
+    rc=$?
+    sed 's/^/    /' "$SCN_DIR/$(basename "$conf").up.log" >&2
+    register_ns_pids "$ns"
+    ((rc == 0)) || fail "wg-quick up $conf failed (exit $rc)"
+}
+
+# vpnc ARGS...: the vpn CLI on this scenario's configuration, logged.
+vpnc() {
+    log "+ vpn -c $SERVER_CFG $*"
+    "$VPN" -c "$SERVER_CFG" "$@"
+}
+
+server_manager() {
+    require_impl vpn wggo
+    local ns_s ns_c1 ns_c2 ns_h egress if_s if_c1 if_c2 qdir h=192.168.246.2
+    ns_s=$(new_ns s) || exit 1
+    ns_c1=$(new_ns c1) || exit 1
+    ns_c2=$(new_ns c2) || exit 1
+    ns_h=$(new_ns h) || exit 1
+    veth "$ns_s" 192.168.244.1 "$ns_c1" 192.168.244.2 1 >/dev/null
+    veth "$ns_s" 192.168.245.1 "$ns_c2" 192.168.245.2 2 >/dev/null
+    egress=$(veth "$ns_s" 192.168.246.1 "$ns_h" "$h" 3)
+    must ip -n "$ns_c2" route add default via 192.168.245.1
+    must ip -n "$ns_c1" route add default via 192.168.244.1
+    # H knows nothing of the VPN pool: only NAT brings its replies back.
+    if ip -n "$ns_h" route get 10.77.0.2 >/dev/null 2>&1; then fail "H unexpectedly has a route to the VPN pool"; fi
+
+    if_s=$(if_name v); if_c1=$(if_name c1); if_c2=$(if_name c2)
+    SERVER_CFG=$SCN_DIR/etc/vpn.toml
+    echo "/run/vpn/$if_s.sock" >>"$SCN_DIR/sockets"
+    echo "$WG_RUN_DIR/$if_s.sock" >>"$SCN_DIR/sockets"
+    vpnc init --yes --endpoint 192.168.244.1 --port 51820 --ipv4-pool 10.77.0.0/24 --ipv6-pool fd77:1::/64 \
+        --dns none --egress "$egress" --interface "$if_s" --store "$SCN_DIR/store/vpn.db" || fail "vpn init failed"
+    if vpnc init --yes >/dev/null 2>&1; then fail "a second vpn init did not refuse"; fi
+    [[ $(stat -c %a "$SCN_DIR/store/vpn.db") == 600 ]] || fail "the store is not mode 0600"
+
+    log "+ ip netns exec $ns_s vpn -c $SERVER_CFG up"
+    ip netns exec "$ns_s" timeout -k 3 "$NT_DAEMON_MAX" "$VPN" -c "$SERVER_CFG" up >"$SCN_DIR/up.log" 2>&1 &
+    local up_pid=$!
+    register_pid "$up_pid"
+    wait_until 10 wg show "$if_s" || { sed 's/^/    /' "$SCN_DIR/up.log" >&2; fail "vpn up did not bring $if_s up within 10 s"; }
+    ip netns exec "$ns_s" nft list table inet vpn >"$SCN_DIR/nft.txt" 2>&1 || fail "no nftables table inet vpn after vpn up"
+    grep -q masquerade "$SCN_DIR/nft.txt" || fail "the nftables table has no masquerade rule"
+    [[ $(ip netns exec "$ns_s" cat /proc/sys/net/ipv4/ip_forward) == 1 ]] || fail "vpn up did not enable IPv4 forwarding"
+
+    vpnc user add alice || fail "user add alice"
+    vpnc user add bob || fail "user add bob"
+    qdir=$SCN_DIR/clients
+    mkdir -m 700 "$qdir"
+    vpnc device add alice phone --no-qr -o "$qdir/$if_c1.conf" || fail "device add alice phone"
+    vpnc device add bob laptop --no-qr -o "$qdir/$if_c2.conf" || fail "device add bob laptop"
+    [[ $(stat -c %a "$qdir/$if_c1.conf") == 600 ]] || fail "the exported client config is not mode 0600"
+    grep -q '^Endpoint = 192.168.244.1:51820$' "$qdir/$if_c1.conf" || fail "client config lacks the endpoint"
+    [[ $(wg show "$if_s" peers | wc -l) == 2 ]] || fail "the running server did not get both devices live"
+
+    client_up "$ns_c1" "$qdir/$if_c1.conf"
+    client_up "$ns_c2" "$qdir/$if_c2.conf"
+    warm_up "$ns_c1" 10.77.0.1 || fail "client 1 gets no reply from the server over the tunnel"
+    warm_up "$ns_c2" 10.77.0.1 || fail "client 2 gets no reply from the server over the tunnel"
+    ping_ok "$ns_c1" fd77:1::1 || fail "IPv6 ping client 1 -> server lost packets"
+    ping_ok "$ns_c1" "$h" || fail "client 1 cannot reach the host behind the server (NAT)"
+    ping_ok "$ns_c2" "$h" || fail "client 2 cannot reach the host behind the server (NAT)"
+    ping_ok "$ns_c1" 10.77.0.3 || fail "client 1 cannot reach client 2 through the server"
+
+    # A device added while client 2's traffic flows must not interrupt it.
+    local f=$SCN_DIR/bg-ping.txt t0 t1 n
+    bg_ping "$ns_c2" "$h" "$f"
+    sleep 1.5
+    t0=$(now)
+    vpnc user add carol || fail "user add carol"
+    vpnc device add carol tablet --no-qr -o "$qdir/carol.conf" || fail "device add carol tablet"
+    vpnc device disable carol tablet || fail "device disable"
+    vpnc device enable carol tablet || fail "device enable"
+    t1=$(now)
+    sleep 1.5
+    stop_pid "$BG_PING_PID" 0 2
+    n=$(replies_between "$f" "$(awk -v t="$t0" 'BEGIN { printf "%.3f", t - 1 }')" "$(awk -v t="$t1" 'BEGIN { printf "%.3f", t + 1 }')")
+    local want; want=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print int((b - a + 2) / 0.2) - 2 }')
+    log "replies around the changes: $n (at least $want expected)"
+    ((n >= want)) || fail "client 2's pings were interrupted while devices were added and toggled ($n replies, expected >= $want)"
+    [[ $(wg show "$if_s" peers | wc -l) == 3 ]] || fail "carol's device is not live"
+
+    # Removing alice's device cuts exactly her client.
+    vpnc device remove alice phone || fail "device remove"
+    ping_fails "$ns_c1" 10.77.0.1 || fail "client 1 still reaches the server after its device was removed"
+    ping_ok "$ns_c2" "$h" || fail "client 2 lost the tunnel when client 1's device was removed"
+
+    vpnc status || fail "vpn status failed"
+    vpnc status --json >"$SCN_DIR/status.json" || fail "vpn status --json failed"
+    grep -q '"running": true' "$SCN_DIR/status.json" || fail "vpn status --json does not say running"
+    grep -q '"device": "laptop"' "$SCN_DIR/status.json" || fail "vpn status --json lacks bob's laptop"
+    grep -q '"endpoint": "192.168.245.2:' "$SCN_DIR/status.json" || fail "vpn status --json lacks client 2's endpoint"
+
+    vpnc down || fail "vpn down failed"
+    wait_until 10 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "vpn up still runs after vpn down"
+    if ip -n "$ns_s" link show "$if_s" >/dev/null 2>&1; then fail "interface $if_s still exists after vpn down"; fi
+    if ip netns exec "$ns_s" nft list table inet vpn >/dev/null 2>&1; then fail "nftables table inet vpn still exists after vpn down"; fi
+    log "server down; interface and firewall table removed"
+}
