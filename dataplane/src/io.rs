@@ -101,13 +101,14 @@ pub trait UdpIo: Send + Sync {
     /// Receives one or more datagram runs into `batch`; returns how many buffers were filled, 0
     /// on timeout.
     fn recv_batch(&self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize>;
-    /// Sends `segments` to `destination`, one datagram each, in order. Every segment but the last
-    /// has the same length (so UDP GSO can send them in one call); the caller keeps each call
-    /// within [`UdpIo::max_segments`] and 64 KiB in all.
-    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()>;
+    /// Sends `segments` to `destination`, one datagram each, in order, and returns how many left
+    /// (the first ones; fewer than all when an error stopped the rest, an error when none left).
+    /// Every segment but the last has the same length (so UDP GSO can send them in one call);
+    /// the caller keeps each call within [`UdpIo::max_segments`] and 64 KiB in all.
+    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<usize>;
     /// Sends one datagram.
     fn send(&self, buf: &[u8], destination: SocketAddr) -> io::Result<()> {
-        self.send_segments(&[IoSlice::new(buf)], destination)
+        self.send_segments(&[IoSlice::new(buf)], destination).map(|_| ())
     }
     /// The most segments one [`UdpIo::send_segments`] call may carry.
     fn max_segments(&self) -> usize {

@@ -170,9 +170,9 @@ impl UdpIo for MemoryUdp {
         Ok(n)
     }
 
-    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()> {
+    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<usize> {
         if self.net.down.load(Ordering::SeqCst) {
-            return Ok(());
+            return Ok(segments.len());
         }
         let from = *lock(&self.addr);
         if let Some(tx) = lock(&self.net.ports).get(&destination) {
@@ -180,7 +180,7 @@ impl UdpIo for MemoryUdp {
                 let _ = tx.try_send((s.to_vec(), from));
             }
         }
-        Ok(())
+        Ok(segments.len())
     }
 
     fn max_segments(&self) -> usize {

@@ -128,8 +128,10 @@ impl TunIo for Tun {
             match self.dev.recv_multiple(&mut scratch, &mut bufs[total..], &mut sizes[total..], offset) {
                 Ok(n) => total += n,
                 Err(e) if transient(&e) => break,
-                // An OS error means the device is gone; anything else is a super-packet that
-                // could not be split (bad header): drop it, as a NIC would.
+                // EINVAL consumed one packet the kernel could not hand over (an unexpected GSO
+                // type): drop it. Any other OS error means the device is gone. Anything else is
+                // a super-packet that could not be split (bad header): drop it, as a NIC would.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => tracing::debug!(error = %e, "dropped a TUN packet"),
                 Err(e) if e.raw_os_error().is_some() => return if total > 0 { Ok(total) } else { Err(e) },
                 Err(e) => tracing::debug!(error = %e, "dropped a TUN packet that could not be split"),
             }

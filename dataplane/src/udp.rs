@@ -64,15 +64,19 @@ impl UdpIo for Udp {
         Ok(n)
     }
 
-    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()> {
+    fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<usize> {
         let fd = self.socket.as_raw_fd();
         if segments.len() > 1 && self.gso.load(Ordering::Relaxed) {
             match batch::send_gso(fd, segments, destination) {
-                Ok(()) => return Ok(()),
-                Err(e) if batch::gso_refused(&e) => {
+                Ok(()) => return Ok(segments.len()),
+                // The socket or its device cannot do GSO at all: off for good.
+                Err(e) if batch::gso_unsupported(&e) => {
                     self.gso.store(false, Ordering::Relaxed);
-                    tracing::info!(error = %e, "UDP GSO refused on this path; sending datagrams one by one");
+                    tracing::info!(error = %e, "UDP GSO refused on this socket; sending datagrams one by one");
                 }
+                // This destination's path refused it (e.g. its MTU is below the segment size):
+                // these datagrams one by one, GSO stays on for the others.
+                Err(e) if batch::gso_refused_here(&e) => tracing::debug!(%destination, error = %e, "UDP GSO refused for this send"),
                 Err(e) => return Err(e),
             }
         }
@@ -176,7 +180,7 @@ mod tests {
         // Three equal segments and a shorter last one, in one call: four datagrams in order.
         let segs: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; if i == 3 { 50 } else { 200 }]).collect();
         let slices: Vec<IoSlice<'_>> = segs.iter().map(|s| IoSlice::new(s)).collect();
-        a.sockets[0].send_segments(&slices, dst).unwrap();
+        assert_eq!(a.sockets[0].send_segments(&slices, dst).unwrap(), 4);
         let mut batch = RecvBatch::new(8, 65_536);
         let mut got = Vec::new();
         while got.len() < 4 {

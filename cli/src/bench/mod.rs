@@ -3,7 +3,8 @@
 //! Builds its own testbed (root only): two network namespaces `vpnb-<pid>-a`/`-b` joined by a veth
 //! pair (192.168.242.1/2, fd00:242::1/2), and for each implementation a daemon in each namespace
 //! with the tunnel addresses 10.242.0.1/2 (MTU 1420), configured with `wg set` exactly as a user
-//! would. vpn is the running executable (`vpn daemon -f IFNAME`); wireguard-go and boringtun-cli
+//! would. vpn is `vpnd -f IFNAME` next to the running executable (else `vpn daemon -f IFNAME`, the
+//! same daemon in the bigger binary); wireguard-go and boringtun-cli
 //! are measured when they are installed (`--impl` selects).
 //!
 //! Rounds alternate the implementations (round 1: vpn, wireguard-go, boringtun; round 2: the same
@@ -86,7 +87,7 @@ fn parse_rate(s: &str) -> Result<String, String> {
 /// A WireGuard implementation the bench knows how to run.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum ImplKind {
-    /// This program (`vpn daemon -f`).
+    /// This program (`vpnd -f` next to it, else `vpn daemon -f`).
     Vpn,
     /// wireguard-go (`wireguard-go -f`).
     #[value(alias = "wggo")]
@@ -168,11 +169,17 @@ fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-/// The binary of `kind`: our own executable for vpn; otherwise `$WIREGUARD_GO`/`$BORINGTUN`, then
-/// PATH (and ~/.cargo/bin for boringtun-cli, where `cargo install` puts it).
+/// The binary of `kind`: for vpn, `vpnd` next to our own executable (the same daemon code in the
+/// binary `wg-quick` runs, without the server manager, whose larger code would count in the
+/// daemon's RSS), else our own executable (`vpn daemon`); otherwise `$WIREGUARD_GO`/`$BORINGTUN`,
+/// then PATH (and ~/.cargo/bin for boringtun-cli, where `cargo install` puts it).
 fn resolve(kind: ImplKind) -> Result<PathBuf, String> {
     let (var, name) = match kind {
-        ImplKind::Vpn => return std::env::current_exe().map_err(|e| format!("cannot find our own executable: {e}")),
+        ImplKind::Vpn => {
+            let me = std::env::current_exe().map_err(|e| format!("cannot find our own executable: {e}"))?;
+            let vpnd = me.with_file_name("vpnd");
+            return Ok(if vpnd.is_file() { vpnd } else { me });
+        }
         ImplKind::WireguardGo => ("WIREGUARD_GO", "wireguard-go"),
         ImplKind::Boringtun => ("BORINGTUN", "boringtun-cli"),
     };

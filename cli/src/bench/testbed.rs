@@ -219,7 +219,11 @@ impl Daemon {
         let mut argv = vec!["ip", "netns", "exec", ns, bin];
         let env: &[(&str, &str)] = match imp.kind {
             ImplKind::Vpn => {
-                argv.extend(["daemon", "-f", ifname]);
+                if imp.binary.file_name().is_some_and(|n| n == "vpnd") {
+                    argv.extend(["-f", ifname]);
+                } else {
+                    argv.extend(["daemon", "-f", ifname]);
+                }
                 &[("LOG_LEVEL", "error")]
             }
             ImplKind::WireguardGo => {

@@ -221,6 +221,10 @@ impl Shared {
     }
 
     fn spawn(self: &Arc<Self>, name: &str, f: impl FnOnce(Arc<Shared>) + Send + 'static) {
+        // Nothing new once shutdown has begun (a reader started now would outlive the join).
+        if !self.running() {
+            return;
+        }
         let me = Arc::clone(self);
         let handle = std::thread::Builder::new().name(name.to_string()).spawn(move || f(me));
         match handle {

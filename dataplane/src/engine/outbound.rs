@@ -41,10 +41,15 @@ impl<'a> OutBatch<'a> {
     }
 }
 
+/// Largest inner packet the buffers hold whatever MTU the engine started with, since the MTU
+/// can be raised on a running interface (`ip link set mtu`); jumbo frames up to this size work.
+const MAX_INNER: usize = 9000;
+
 /// Bytes per packet buffer: headroom for the data header, tailroom for padding and the tag, so
 /// sealing happens in place.
 pub(super) fn buffer_size(mtu: usize) -> usize {
-    DATA_OVERHEAD + padded_len(mtu, mtu)
+    let inner = mtu.max(MAX_INNER);
+    DATA_OVERHEAD + padded_len(inner, inner)
 }
 
 /// Reads the TUN device until shutdown or until the interface disappears.
@@ -86,7 +91,13 @@ pub(super) fn send_batch(sh: &Shared, batch: &mut OutBatch<'_>, n: usize) {
     let mut cache = None;
     let mut peers = [None; BATCH];
     for (i, peer) in peers.iter_mut().enumerate().take(n) {
-        *peer = route(&table, &batch.bufs[i][TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]], &mut cache);
+        // A packet longer than its buffer was cut short by the read (the interface's MTU was
+        // raised past what the engine was started with): drop it.
+        let Some(packet) = batch.bufs[i].get(TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]) else {
+            tracing::debug!(len = batch.sizes[i], "dropped a TUN packet longer than the buffers (MTU above 9000?)");
+            continue;
+        };
+        *peer = route(&table, packet, &mut cache);
     }
     drop(table);
     let mut i = 0;
@@ -172,10 +183,15 @@ fn transmit(sh: &Shared, batch: &OutBatch<'_>, range: Range<usize>, destination:
                 break;
             }
         }
+        if count == 0 {
+            // A message larger than one GSO send (impossible for MTUs up to 65 KiB): skip it.
+            k += 1;
+            continue;
+        }
         match socket.send_segments(&slices[..count], destination) {
-            Ok(()) => {
-                sent += count;
-                bytes += total as u64;
+            Ok(n) => {
+                sent += n;
+                bytes += slices[..n.min(count)].iter().map(|s| s.len() as u64).sum::<u64>();
             }
             Err(e) => tracing::debug!(%destination, error = %e, "send failed"),
         }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{JoinHandle, Thread};
 
-use crossbeam_channel::{unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 
 use super::{lock, POLL};
 
@@ -72,7 +72,8 @@ pub(crate) struct CryptoPool {
 impl CryptoPool {
     /// A pool of `workers` threads (0: none).
     pub(crate) fn new(workers: usize) -> Self {
-        let (tasks, rx) = unbounded::<Task>();
+        // Bounded: no allocation per task (an unbounded channel allocates a block every 31).
+        let (tasks, rx) = bounded::<Task>(64);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for i in 0..workers {
@@ -146,6 +147,12 @@ impl CryptoPool {
     }
 }
 
+impl Drop for CryptoPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 fn run_task(task: Task) {
     // SAFETY: see `Task`: both pointees are alive until the latch reaches zero, which happens
     // only below.
@@ -162,9 +169,13 @@ fn run_task(task: Task) {
 }
 
 fn worker(rx: &Receiver<Task>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Relaxed) {
-        if let Ok(task) = rx.recv_timeout(POLL) {
-            run_task(task);
+    loop {
+        match rx.recv_timeout(POLL) {
+            Ok(task) => run_task(task),
+            Err(RecvTimeoutError::Disconnected) => return,
+            // Stop only with the queue empty: a caller waits for every task it queued.
+            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => return,
+            Err(RecvTimeoutError::Timeout) => {}
         }
     }
 }

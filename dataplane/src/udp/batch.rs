@@ -212,8 +212,9 @@ pub(crate) fn send_gso(fd: RawFd, segments: &[IoSlice<'_>], destination: SocketA
     }
 }
 
-/// Sends each segment as its own datagram, in as few `sendmmsg` calls as the kernel allows.
-pub(crate) fn send_each(fd: RawFd, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<()> {
+/// Sends each segment as its own datagram, in as few `sendmmsg` calls as the kernel allows;
+/// returns how many left (an error only when none did).
+pub(crate) fn send_each(fd: RawFd, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<usize> {
     const CHUNK: usize = 64;
     let mut name = RawAddr::new(destination);
     let mut sent = 0;
@@ -232,16 +233,26 @@ pub(crate) fn send_each(fd: RawFd, segments: &[IoSlice<'_>], destination: Socket
         match cvt(unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), part.len() as libc::c_uint, 0) }) {
             Ok(n) => sent += (n as usize).max(1),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if sent > 0 => {
+                tracing::debug!(error = %e, sent, of = segments.len(), "sendmmsg stopped part-way");
+                return Ok(sent);
+            }
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(sent)
 }
 
-/// Whether a GSO send failed because GSO itself is refused (the route's device lacks checksum
-/// offload, or the kernel lacks UDP_SEGMENT), so sending datagram by datagram will work.
-pub(crate) fn gso_refused(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP))
+/// Whether a GSO send failed because the socket cannot do GSO at all (the route's device lacks
+/// checksum offload: EIO; the kernel lacks UDP_SEGMENT), so it should stop trying.
+pub(crate) fn gso_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP))
+}
+
+/// Whether a GSO send was refused for this destination only (EINVAL: e.g. the segment size does
+/// not fit the path's MTU), so these datagrams should go one by one.
+pub(crate) fn gso_refused_here(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 #[cfg(test)]
