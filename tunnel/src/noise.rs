@@ -106,9 +106,11 @@ pub struct PeerKeys {
     pub remote_static: PublicKey,
     /// The pre-shared key (zeros when none).
     pub psk: PresharedKey,
-    /// DH(our static, their static), or `None` when their key is a low-order point: such a peer is
-    /// accepted in the configuration but can never complete a handshake.
-    precomputed_ss: Option<Key>,
+    /// DH(our static, their static): `None` until first needed, `Some(None)` when their key is a
+    /// low-order point (such a peer is accepted in the configuration but can never complete a
+    /// handshake). Computed on first use because a server configuring thousands of peers would
+    /// otherwise spend one scalar multiplication (~90 µs) per peer before it answers anything.
+    precomputed_ss: Option<Option<Key>>,
     /// Hash state after mixing the peer's public key: the initiator's starting point.
     hash0: [u8; 32],
     /// Key for mac1 of messages we send to this peer.
@@ -118,10 +120,17 @@ pub struct PeerKeys {
 }
 
 impl PeerKeys {
-    /// Precomputes the per-peer values.
+    /// Precomputes the per-peer values, the static-static DH included.
     pub fn new(identity: Option<&StaticIdentity>, remote_static: PublicKey, psk: PresharedKey) -> Self {
+        let mut keys = Self::new_lazy(remote_static, psk);
+        keys.ensure_static_secret(identity);
+        keys
+    }
+
+    /// The per-peer values, leaving the static-static DH for [`PeerKeys::ensure_static_secret`].
+    pub fn new_lazy(remote_static: PublicKey, psk: PresharedKey) -> Self {
         Self {
-            precomputed_ss: identity.and_then(|id| x25519::dh(id.private.as_bytes(), remote_static.as_bytes()).ok()),
+            precomputed_ss: None,
             hash0: hash(&[&initial_hash(), remote_static.as_bytes()]),
             mac1_key: labelled_key(LABEL_MAC1, &remote_static),
             cookie_key: labelled_key(LABEL_COOKIE, &remote_static),
@@ -130,14 +139,29 @@ impl PeerKeys {
         }
     }
 
-    /// Recomputes the static-static DH after our private key changed.
-    pub fn rekey_identity(&mut self, identity: Option<&StaticIdentity>) {
-        self.precomputed_ss = identity.and_then(|id| x25519::dh(id.private.as_bytes(), self.remote_static.as_bytes()).ok());
+    /// Computes the static-static DH with `identity` unless it is already known. Call before
+    /// [`create_initiation`] or [`InitiationStage1::finish`].
+    pub fn ensure_static_secret(&mut self, identity: Option<&StaticIdentity>) {
+        if self.precomputed_ss.is_none() {
+            if let Some(id) = identity {
+                self.precomputed_ss = Some(x25519::dh(id.private.as_bytes(), self.remote_static.as_bytes()).ok());
+            }
+        }
     }
 
-    /// Whether a handshake with this peer is possible at all.
+    /// Forgets the static-static DH after our private key changed (recomputed on next use).
+    pub fn rekey_identity(&mut self, identity: Option<&StaticIdentity>) {
+        self.precomputed_ss = None;
+        let _ = identity;
+    }
+
+    /// Whether a handshake with this peer is possible (after [`PeerKeys::ensure_static_secret`]).
     pub fn can_handshake(&self) -> bool {
-        self.precomputed_ss.is_some()
+        matches!(self.precomputed_ss, Some(Some(_)))
+    }
+
+    fn static_secret(&self) -> Result<&Key, HandshakeError> {
+        self.precomputed_ss.as_ref().and_then(Option::as_ref).ok_or(HandshakeError::LowOrder)
     }
 }
 
@@ -201,7 +225,7 @@ pub fn create_initiation(
     out: &mut [u8; INITIATION_LEN],
 ) -> Result<InitiatorState, HandshakeError> {
     use field::initiation as f;
-    let ss = peer.precomputed_ss.as_ref().ok_or(HandshakeError::LowOrder)?;
+    let ss = peer.static_secret()?;
     out.fill(0);
     put_u32(out, field::TYPE, TYPE_INITIATION);
     put_u32(out, f::SENDER, local_index);
@@ -275,7 +299,7 @@ pub struct ConsumedInitiation {
 impl InitiationStage1 {
     /// Decrypts the timestamp with the peer's precomputed static-static secret.
     pub fn finish(self, peer: &PeerKeys) -> Result<ConsumedInitiation, HandshakeError> {
-        let ss = peer.precomputed_ss.as_ref().ok_or(HandshakeError::LowOrder)?;
+        let ss = peer.static_secret()?;
         let (ck, k) = kdf2(&self.chaining_key, &ss[..]);
         let mut t = [0u8; TAI64N_LEN];
         aead::open(&k, 0, &self.hash, &self.encrypted_timestamp, &mut t)?;

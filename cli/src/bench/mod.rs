@@ -280,7 +280,6 @@ fn bench(args: &BenchArgs) -> Result<()> {
     if impls.is_empty() {
         bail!("no implementation to measure");
     }
-    let vpn = resolve(ImplKind::Vpn).map_err(anyhow::Error::msg)?;
     let settings = Settings {
         rounds: args.rounds,
         seconds: args.seconds,
@@ -302,7 +301,8 @@ fn bench(args: &BenchArgs) -> Result<()> {
     }
 
     let tb = Testbed::create()?;
-    let keys = Keys::generate(&tb, &vpn)?;
+    // The key tools are in `vpn` itself (never in vpnd, which would take the word for an interface).
+    let keys = Keys::generate(&tb, &std::env::current_exe().context("cannot find our own executable")?)?;
     let idle_peers = if settings.peers > 0 { Some(testbed::write_idle_peers(&tb, settings.peers)?) } else { None };
     eprintln!("testbed: namespaces {} and {}, work directory {}", tb.ns_a, tb.ns_b, tb.workdir.display());
 

@@ -122,7 +122,9 @@ pub(crate) fn run(config_path: &Path, args: &InitArgs) -> Result<()> {
         ServerConfig::load(config_path)?
     } else {
         let egress = netconf::default_route_interface().ok().flatten();
-        let mut c = ServerConfig::generated_default(&mut OsRng, "vpn.example.com".into());
+        // The egress interface's address is the best guess for the endpoint; the wizard asks.
+        let endpoint = egress.as_deref().and_then(crate::server::setup::primary_address).unwrap_or_else(|| "vpn.example.com".into());
+        let mut c = ServerConfig::generated_default(&mut OsRng, endpoint);
         c.egress_interface = egress;
         c
     };

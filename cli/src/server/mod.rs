@@ -7,7 +7,7 @@
 
 pub(crate) mod mgmt;
 pub(crate) mod peers;
-mod setup;
+pub(crate) mod setup;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -38,7 +38,7 @@ pub(crate) fn load_or_create(path: &Path) -> Result<ServerConfig> {
 }
 
 /// The first global IPv4 address of `ifname`, as the default endpoint.
-fn primary_address(ifname: &str) -> Option<String> {
+pub(crate) fn primary_address(ifname: &str) -> Option<String> {
     let out = Command::new("ip").args(["-o", "-4", "addr", "show", "dev", ifname, "scope", "global"]).output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
     let word = text.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;

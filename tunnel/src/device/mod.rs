@@ -294,7 +294,8 @@ impl Device {
         if Some(config.public_key) == self.public_key() {
             return Err(ConfigError::OwnPublicKey);
         }
-        let keys = PeerKeys::new(self.ctx.identity.as_ref().map(|(i, _)| &**i), config.public_key, config.preshared_key.clone());
+        // The static-static DH waits for the first handshake (see `PeerKeys::new_lazy`).
+        let keys = PeerKeys::new_lazy(config.public_key, config.preshared_key.clone());
         let id = PeerId(self.next_id);
         self.next_id += 1;
         self.peers.insert(id, Peer::new(keys, &config));

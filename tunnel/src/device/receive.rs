@@ -182,6 +182,7 @@ impl Device {
     fn consume_initiation_stage1(&mut self, now: Instant, src: SocketAddr, stage1: InitiationStage1) -> Result<Received, DropReason> {
         let id = *self.by_key.get(&stage1.remote_static).ok_or(DropReason::UnknownPeer)?;
         let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownPeer)?;
+        peer.keys.ensure_static_secret(self.ctx.identity.as_ref().map(|(i, _)| &**i));
         let consumed = stage1.finish(&peer.keys).map_err(|_| DropReason::HandshakeFailed)?;
         if consumed.timestamp <= peer.latest_timestamp {
             return Err(DropReason::ReplayedInitiation);

@@ -117,6 +117,7 @@ pub(super) fn send_initiation(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: I
     if peer.last_handshake_sent.is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT) {
         return;
     }
+    peer.keys.ensure_static_secret(ctx.identity.as_ref().map(|(i, _)| &**i));
     if ctx.identity.is_none() || !peer.keys.can_handshake() {
         return;
     }
