@@ -35,6 +35,7 @@ impl Device {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.tx_bytes += bytes;
             after_send(&mut self.ctx, id, peer, now, datagrams > 0, data > 0);
+            self.reschedule(id);
         }
     }
 
@@ -71,6 +72,7 @@ impl Device {
             }
             RxOutcome::Refused => peer.timers.data_received(now),
         }
+        self.reschedule(id);
     }
 
     /// A datagram queued by the device for `id` could not be sent after all: take its bytes back

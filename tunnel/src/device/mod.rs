@@ -18,6 +18,7 @@
 
 mod fast;
 mod receive;
+mod schedule;
 mod send;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -195,6 +196,8 @@ pub struct Device {
     peers: BTreeMap<PeerId, Peer>,
     by_key: HashMap<PublicKey, PeerId>,
     next_id: u64,
+    /// Each peer's next timer deadline (see `schedule.rs`).
+    schedule: schedule::Schedule,
 }
 
 impl std::fmt::Debug for Device {
@@ -224,6 +227,7 @@ impl Device {
             peers: BTreeMap::new(),
             by_key: HashMap::new(),
             next_id: 0,
+            schedule: schedule::Schedule::default(),
         };
         d.set_private_key(private_key);
         d
@@ -272,6 +276,7 @@ impl Device {
             peer.keys.rekey_identity(self.ctx.identity.as_ref().map(|(i, _)| &**i));
             self.ctx.clear_sessions(*id, peer);
         }
+        self.schedule.invalidate();
     }
 
     /// Sets the MTU that caps padding.
@@ -307,6 +312,7 @@ impl Device {
     pub fn remove_peer(&mut self, id: PeerId) -> Result<(), ConfigError> {
         let mut peer = self.peers.remove(&id).ok_or(ConfigError::NoSuchPeer)?;
         self.by_key.remove(&peer.keys.remote_static);
+        self.schedule.remove(id);
         self.ctx.clear_sessions(id, &mut peer);
         self.ctx.event(Event::PeerRemoved(id));
         Ok(())
@@ -344,6 +350,7 @@ impl Device {
     pub fn set_preshared_key(&mut self, id: PeerId, psk: PresharedKey) -> Result<(), ConfigError> {
         let peer = self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?;
         peer.keys.psk = psk;
+        self.reschedule(id);
         Ok(())
     }
 
@@ -351,6 +358,7 @@ impl Device {
     pub fn set_endpoint(&mut self, id: PeerId, endpoint: SocketAddr) -> Result<(), ConfigError> {
         let peer = self.peers.get_mut(&id).ok_or(ConfigError::NoSuchPeer)?;
         self.ctx.set_endpoint(id, peer, endpoint);
+        self.reschedule(id);
         Ok(())
     }
 
@@ -364,6 +372,7 @@ impl Device {
         } else if was != seconds {
             send::send_keepalive(&mut self.ctx, id, peer, now);
         }
+        self.reschedule(id);
         Ok(())
     }
 
@@ -400,17 +409,33 @@ impl Device {
         self.ctx.transmits.pop_front()
     }
 
-    /// The earliest timer deadline of any peer.
+    /// The earliest timer deadline of any peer. Costs nothing per idle peer.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.peers.values().filter_map(|p| p.timers.next_deadline()).min()
+        self.schedule.earliest()
     }
 
-    /// Fires every timer due at `now`.
+    /// Fires every timer due at `now`. Visits only the peers with a timer due, plus, once a
+    /// second, every peer's deadline as a safety net (see `schedule.rs`).
     pub fn handle_timeout(&mut self, now: Instant) {
-        for (id, peer) in self.peers.iter_mut() {
-            for ev in peer.timers.take_expired(now) {
-                send::on_timer(&mut self.ctx, *id, peer, now, ev);
+        if self.schedule.full_scan_due(now) {
+            for (id, peer) in &self.peers {
+                self.schedule.update(*id, peer.timers.next_deadline());
             }
+        }
+        while let Some(id) = self.schedule.pop_due(now) {
+            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            for ev in peer.timers.take_expired(now) {
+                send::on_timer(&mut self.ctx, id, peer, now, ev);
+            }
+            self.reschedule(id);
+        }
+    }
+
+    /// Records a peer's next deadline after an operation that may have armed or disarmed its
+    /// timers.
+    fn reschedule(&mut self, id: PeerId) {
+        if let Some(peer) = self.peers.get(&id) {
+            self.schedule.update(id, peer.timers.next_deadline());
         }
     }
 

@@ -44,6 +44,17 @@ pub enum Received {
     CookieSent,
 }
 
+impl Received {
+    /// The peer the message came from, when known.
+    pub fn peer(&self) -> Option<PeerId> {
+        match *self {
+            Received::Packet { peer, .. } => Some(peer),
+            Received::Keepalive(p) | Received::Initiation(p) | Received::Response(p) | Received::CookieReply(p) => Some(p),
+            Received::CookieSent => None,
+        }
+    }
+}
+
 impl From<SessionError> for DropReason {
     fn from(e: SessionError) -> Self {
         match e {
@@ -70,9 +81,17 @@ impl Device {
         datagram: &mut [u8],
         allowed: &dyn Fn(PeerId, IpAddr) -> bool,
     ) -> Result<Received, DropReason> {
+        // A data message names its session's receiver index; read it before decryption.
+        let receiver =
+            (datagram.len() >= 8 && datagram[0] == 4).then(|| u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]));
         let result = self.receive(now, src, datagram, allowed);
         if let Err(reason) = result {
             self.ctx.stats.count(reason);
+        }
+        // Whatever happened, the peer involved may have new timers.
+        let peer = result.as_ref().ok().and_then(Received::peer).or_else(|| receiver.and_then(|r| self.ctx.indices.get(&r).copied()));
+        if let Some(id) = peer {
+            self.reschedule(id);
         }
         result
     }
@@ -155,6 +174,9 @@ impl Device {
         let result = self.consume_initiation_stage1(now, src, stage1);
         if let Err(reason) = result {
             self.ctx.stats.count(reason);
+        }
+        if let Some(id) = result.as_ref().ok().and_then(Received::peer) {
+            self.reschedule(id);
         }
         result
     }

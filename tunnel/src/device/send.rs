@@ -24,6 +24,7 @@ impl Device {
         let peer = self.peers.get_mut(&id).ok_or(crate::ConfigError::NoSuchPeer)?;
         stage(&mut self.ctx, peer, packet.to_vec());
         send_staged(&mut self.ctx, id, peer, now);
+        self.reschedule(id);
         Ok(())
     }
 
@@ -31,6 +32,7 @@ impl Device {
     pub fn send_keepalive(&mut self, now: Instant, id: PeerId) -> Result<(), crate::ConfigError> {
         let peer = self.peers.get_mut(&id).ok_or(crate::ConfigError::NoSuchPeer)?;
         send_keepalive(&mut self.ctx, id, peer, now);
+        self.reschedule(id);
         Ok(())
     }
 
@@ -38,6 +40,7 @@ impl Device {
     pub fn initiate_handshake(&mut self, now: Instant, id: PeerId) -> Result<(), crate::ConfigError> {
         let peer = self.peers.get_mut(&id).ok_or(crate::ConfigError::NoSuchPeer)?;
         send_initiation(&mut self.ctx, id, peer, now, false);
+        self.reschedule(id);
         Ok(())
     }
 }
