@@ -50,6 +50,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show the audit trail: who changed what, when, from where (newest first).
+    Audit(manage::audit::AuditArgs),
     /// Print shell completions (bash, zsh, fish, ...) to stdout.
     Completions {
         /// The shell.
@@ -268,6 +270,7 @@ fn main() -> ExitCode {
             DeviceCmd::Enable { user, name } => manage::devices::set_enabled(cfg, &user, &name, true),
         },
         Command::Status { json } => manage::status::run(cfg, json),
+        Command::Audit(args) => manage::audit::run(cfg, &args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vpn", &mut std::io::stdout());
             Ok(())

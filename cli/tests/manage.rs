@@ -133,10 +133,29 @@ fn users_and_devices_from_add_to_remove() {
     let (_, out, _) = vpn(&s.config, &["device", "list", "--json"]);
     assert_eq!(out.trim(), "[]");
 
-    // The audit trail recorded it all, without a secret.
     let (ok, out, err) = vpn(&s.config, &["status", "--json"]);
     assert!(ok, "{err}");
     assert!(out.contains("\"running\": false"), "{out}");
+
+    // The audit trail recorded it all, newest first, filtered, without a secret.
+    let (ok, out, err) = vpn(&s.config, &["audit", "--json", "--limit", "1000"]);
+    assert!(ok, "{err}");
+    let events: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = events.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.first(), Some(&"user.remove"));
+    assert!(actions.contains(&"device.disable") && actions.contains(&"server.key"), "{actions:?}");
+    let private = client.lines().find_map(|l| l.strip_prefix("PrivateKey = ")).unwrap();
+    let psk = client.lines().find_map(|l| l.strip_prefix("PresharedKey = ")).unwrap();
+    assert!(!out.contains(private) && !out.contains(psk), "no secret in the audit trail");
+    let (ok, out, _) = vpn(&s.config, &["audit", "--action", "device.remove", "--json"]);
+    assert!(ok);
+    let removed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(removed.as_array().unwrap().len(), 1);
+    assert_eq!(removed[0]["target"], "alice/phone");
+    let (ok, out, _) = vpn(&s.config, &["audit", "--target", "alice/phone", "--since", "1d"]);
+    assert!(ok && out.contains("device.add") && out.contains("device.remove"), "{out}");
+    let (ok, _, err) = vpn(&s.config, &["audit", "--since", "yesterday"]);
+    assert!(!ok && err.contains("2027-01-31"), "{err}");
 }
 
 #[test]

@@ -1,7 +1,9 @@
-//! The server manager's CLI commands: `vpn init`, `vpn user ...`, `vpn device ...`, `vpn status`.
+//! The server manager's CLI commands: `vpn init`, `vpn user ...`, `vpn device ...`, `vpn status`,
+//! `vpn audit`.
 //! Each command is one thin function over the store (`vpn_control::store`) and the running
 //! server's management socket; shared helpers live here.
 
+pub(crate) mod audit;
 pub(crate) mod devices;
 pub(crate) mod init;
 pub(crate) mod status;
