@@ -125,6 +125,9 @@ server_manager() {
     grep -q '"running": true' "$SCN_DIR/status.json" || fail "vpn status --json does not say running"
     grep -q '"device": "laptop"' "$SCN_DIR/status.json" || fail "vpn status --json lacks bob's laptop"
     grep -q '"endpoint": "192.168.245.2:' "$SCN_DIR/status.json" || fail "vpn status --json lacks client 2's endpoint"
+    vpnc user list || fail "vpn user list failed"
+    vpnc user list --json >"$SCN_DIR/users.json" || fail "vpn user list --json failed"
+    grep -q '"last_handshake": [1-9]' "$SCN_DIR/users.json" || fail "vpn user list --json shows no user's last handshake"
 
     vpnc down || fail "vpn down failed"
     wait_until 10 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "vpn up still runs after vpn down"

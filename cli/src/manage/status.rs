@@ -26,6 +26,14 @@ struct DeviceStatus<'a> {
     tx_bytes: u64,
 }
 
+/// The running server's peers by base64 public key (empty when it is not running).
+pub(crate) fn live_peers(config: &vpn_control::server_config::ServerConfig) -> HashMap<String, PeerLive> {
+    match mgmt::request(&config.interface, &Request::Status) {
+        Ok(Some(r)) => r.peers.unwrap_or_default().into_iter().map(|p| (p.public_key.clone(), p)).collect(),
+        _ => HashMap::new(),
+    }
+}
+
 /// `vpn status`.
 pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
     let config = load_config(config_path)?;

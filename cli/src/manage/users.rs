@@ -16,27 +16,61 @@ pub(crate) fn add(config_path: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `vpn user list [--json]`.
+/// `vpn user list [--json]`: users with their devices' live state summed up (latest handshake,
+/// transfer) when the server runs.
 pub(crate) fn list(config_path: &Path, json: bool) -> Result<()> {
     let config = load_config(config_path)?;
     let store = open_store(&config)?;
     let users = store.users()?;
+    let devices = store.devices(None)?;
+    let live = super::status::live_peers(&config);
+    let now = time::unix_now();
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        #[serde(flatten)]
+        user: &'a vpn_control::store::User,
+        active_devices: usize,
+        last_handshake: Option<u64>,
+        rx_bytes: u64,
+        tx_bytes: u64,
+    }
+    let rows: Vec<Row<'_>> = users
+        .iter()
+        .map(|u| {
+            let mine: Vec<_> = devices.iter().filter(|d| d.user == u.name).collect();
+            let peers: Vec<_> = mine.iter().filter_map(|d| live.get(&d.public_key.to_base64())).collect();
+            Row {
+                user: u,
+                active_devices: mine.iter().filter(|d| d.is_active(now)).count(),
+                last_handshake: peers.iter().filter_map(|p| p.last_handshake).max(),
+                rx_bytes: peers.iter().map(|p| p.rx_bytes).sum(),
+                tx_bytes: peers.iter().map(|p| p.tx_bytes).sum(),
+            }
+        })
+        .collect();
     if json {
-        println!("{}", serde_json::to_string_pretty(&users)?);
+        println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
-    if users.is_empty() {
+    if rows.is_empty() {
         println!("no users yet: add one with `vpn user add NAME`");
         return Ok(());
     }
-    let rows: Vec<Vec<String>> = users
+    let table_rows: Vec<Vec<String>> = rows
         .iter()
-        .map(|u| {
-            let state = if u.enabled { "enabled" } else { "disabled" };
-            vec![u.name.clone(), state.into(), u.devices.to_string(), time::format_date(u.created_at)]
+        .map(|r| {
+            let state = if r.user.enabled { "enabled" } else { "disabled" };
+            vec![
+                r.user.name.clone(),
+                state.into(),
+                format!("{} of {}", r.active_devices, r.user.devices),
+                r.last_handshake.map_or("never".into(), |t| time::ago(t as i64, now)),
+                format!("{} / {}", table::bytes(r.rx_bytes), table::bytes(r.tx_bytes)),
+                time::format_date(r.user.created_at),
+            ]
         })
         .collect();
-    print!("{}", table::render(&["USER", "STATE", "DEVICES", "CREATED"], &rows));
+    print!("{}", table::render(&["USER", "STATE", "ACTIVE DEVICES", "LAST HANDSHAKE", "RX / TX", "CREATED"], &table_rows));
     Ok(())
 }
 
