@@ -1,5 +1,5 @@
 //! Real UDP sockets through `socket2`: one IPv4 and one IPv6-only socket on the same port, large
-//! buffers, optional SO_MARK (fwmark), and batched I/O ([`batch`]): `recvmmsg` with UDP GRO,
+//! buffers, optional SO_MARK (fwmark), and batched I/O (the `batch` module): `recvmmsg` with UDP GRO,
 //! `sendmsg` with UDP GSO. GSO and GRO are probed per socket and can be turned off
 //! ([`UdpOptions`]); a GSO send the route's device refuses turns GSO off for that socket and
 //! falls back to `sendmmsg`.
