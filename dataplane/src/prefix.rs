@@ -78,19 +78,26 @@ impl FromStr for IpPrefix {
 
     /// Parses `addr/len`; a bare address is a host prefix.
     fn from_str(s: &str) -> Result<Self, PrefixError> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().map_err(|_| PrefixError::Address)?;
-        match l {
-            None => Ok(Self::host(addr)),
-            Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => {
-                IpPrefix::new(addr, l.parse().map_err(|_| PrefixError::Length)?)
-            }
-            Some(_) => Err(PrefixError::Length),
-        }
+        let (addr, len) = parse_addr_len(s)?;
+        IpPrefix::new(addr, len)
     }
+}
+
+/// Splits `addr/len` into its parts, the length only syntactically checked (1 to 3 digits); a
+/// bare address gets its family's full length (/32, /128). Shared by every `addr/len` type.
+pub fn parse_addr_len(s: &str) -> Result<(IpAddr, u8), PrefixError> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let addr: IpAddr = a.parse().map_err(|_| PrefixError::Address)?;
+    let len = match l {
+        None if addr.is_ipv4() => 32,
+        None => 128,
+        Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => l.parse().map_err(|_| PrefixError::Length)?,
+        Some(_) => return Err(PrefixError::Length),
+    };
+    Ok((addr, len))
 }
 
 impl fmt::Display for IpPrefix {

@@ -47,24 +47,7 @@ impl FromStr for InterfaceAddress {
 
     /// Parses `addr/len`; a bare address gets a host length (/32, /128).
     fn from_str(s: &str) -> Result<Self, PrefixError> {
-        let (a, l) = match s.split_once('/') {
-            Some((a, l)) => (a, Some(l)),
-            None => (s, None),
-        };
-        let addr: IpAddr = a.parse().map_err(|_| PrefixError::Address)?;
-        let len = match l {
-            None => {
-                if addr.is_ipv4() {
-                    32
-                } else {
-                    128
-                }
-            }
-            Some(l) if !l.is_empty() && l.len() <= 3 && l.bytes().all(|b| b.is_ascii_digit()) => {
-                l.parse().map_err(|_| PrefixError::Length)?
-            }
-            Some(_) => return Err(PrefixError::Length),
-        };
+        let (addr, len) = vpn_dataplane::prefix::parse_addr_len(s)?;
         Self::new(addr, len)
     }
 }
