@@ -14,7 +14,7 @@
 NT_SELF=$(readlink -f "${BASH_SOURCE[0]}")
 # shellcheck source=lib.sh
 source "$(dirname "$NT_SELF")/lib.sh"
-NT_GROUPS=(basic lifecycle uapi counters mtu filtering keepalive reconfig roaming wgquick server)
+NT_GROUPS=(basic lifecycle uapi counters mtu filtering keepalive reconfig roaming wgquick server migrate rotation)
 for g in "${NT_GROUPS[@]}"; do
     # shellcheck disable=SC1090
     source "$NT_DIR/$g.sh"

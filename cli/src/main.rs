@@ -50,6 +50,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Migrate an existing WireGuard server: `vpn import wg-quick /etc/wireguard/wg0.conf`.
+    #[command(subcommand)]
+    Import(manage::import::ImportCmd),
+    /// Keys at rest and rotation: `vpn keys status`, `vpn keys passphrase`, `vpn keys rotate --server`.
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Show the audit trail: who changed what, when, from where (newest first).
     Audit(manage::audit::AuditArgs),
     /// Print shell completions (bash, zsh, fish, ...) to stdout.
@@ -132,24 +138,38 @@ enum UserCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Disable a user: none of its devices can connect.
+    /// Disable a user (or many: --match, --import, --all): none of its devices can connect.
     Disable {
         /// The user.
-        name: String,
+        #[arg(required_unless_present_any = ["pattern", "import", "all"], conflicts_with_all = ["pattern", "import", "all"])]
+        name: Option<String>,
+        #[command(flatten)]
+        select: manage::bulk::Selection,
     },
-    /// Enable a user again.
+    /// Enable a user (or many: --match, --import, --all) again.
     Enable {
         /// The user.
-        name: String,
+        #[arg(required_unless_present_any = ["pattern", "import", "all"], conflicts_with_all = ["pattern", "import", "all"])]
+        name: Option<String>,
+        #[command(flatten)]
+        select: manage::bulk::Selection,
     },
-    /// Remove a user and all its devices.
+    /// Remove a user (or many: --match, --import, --all) and all its devices.
     Remove {
         /// The user.
-        name: String,
-        /// Confirm removing its devices too.
+        #[arg(required_unless_present_any = ["pattern", "import", "all"], conflicts_with_all = ["pattern", "import", "all"])]
+        name: Option<String>,
+        #[command(flatten)]
+        select: manage::bulk::Selection,
+        /// Confirm removing its devices too (and, with a selection, the users listed).
         #[arg(long, short)]
         yes: bool,
     },
+    /// Add users and devices from a CSV or JSON file: checked whole first, all or nothing (or
+    /// resumable with --batch); --list shows past imports, --rollback ID undoes one.
+    Import(manage::bulk::ImportArgs),
+    /// Write every user and device (no secrets) as CSV or JSON, in the format import reads.
+    Export(manage::bulk::ExportArgs),
 }
 
 /// Where a device's client configuration goes.
@@ -240,6 +260,52 @@ enum DeviceCmd {
         /// The device.
         name: String,
     },
+    /// New keys for a device; prints its new config. The old keys keep working until the device
+    /// connects with the new config, or until the grace period ends.
+    Rotate {
+        /// The user.
+        user: String,
+        /// The device.
+        name: String,
+        /// When the old keys stop at the latest: a span like 7d or a date (default: the config's
+        /// rotation_grace_days).
+        #[arg(long, value_name = "WHEN")]
+        grace: Option<String>,
+        /// Switch at once: the old keys stop working now.
+        #[arg(long)]
+        now: bool,
+        #[command(flatten)]
+        export: ExportArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// How the store's keys are protected, and which rotations are due or under way.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the passphrase that protects the store's keys (no key is re-encrypted).
+    Passphrase {
+        /// Read the new passphrase from this file (mode 0600).
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// Generate a random passphrase (written to the passphrase file).
+        #[arg(long)]
+        generate: bool,
+    },
+    /// Rotate the server's key; devices keep working with their old configs for a grace period.
+    Rotate {
+        /// Rotate the server's key (the only kind here; devices: `vpn device rotate`).
+        #[arg(long, required = true)]
+        server: bool,
+        /// When the previous key stops being accepted: a span like 14d or a date (default: the
+        /// config's rotation_grace_days).
+        #[arg(long, value_name = "WHEN")]
+        grace: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -253,9 +319,11 @@ fn main() -> ExitCode {
             UserCmd::Add { name } => manage::users::add(cfg, &name),
             UserCmd::List { json } => manage::users::list(cfg, json),
             UserCmd::Show { name, json } => manage::users::show(cfg, &name, json),
-            UserCmd::Disable { name } => manage::users::set_enabled(cfg, &name, false),
-            UserCmd::Enable { name } => manage::users::set_enabled(cfg, &name, true),
-            UserCmd::Remove { name, yes } => manage::users::remove(cfg, &name, yes),
+            UserCmd::Disable { name, select } => manage::bulk::set_enabled(cfg, name.as_deref(), &select, false),
+            UserCmd::Enable { name, select } => manage::bulk::set_enabled(cfg, name.as_deref(), &select, true),
+            UserCmd::Remove { name, select, yes } => manage::bulk::remove(cfg, name.as_deref(), &select, yes),
+            UserCmd::Import(args) => manage::bulk::import(cfg, &args),
+            UserCmd::Export(args) => manage::bulk::export(cfg, &args),
         },
         Command::Device(cmd) => match cmd {
             DeviceCmd::Add { user, name, expires, export } => {
@@ -268,8 +336,19 @@ fn main() -> ExitCode {
             DeviceCmd::Remove { user, name } => manage::devices::remove(cfg, &user, &name),
             DeviceCmd::Disable { user, name } => manage::devices::set_enabled(cfg, &user, &name, false),
             DeviceCmd::Enable { user, name } => manage::devices::set_enabled(cfg, &user, &name, true),
+            DeviceCmd::Rotate { user, name, grace, now, export } => {
+                manage::devices::rotate(cfg, &user, &name, grace.as_deref(), now, &export.output())
+            }
+        },
+        Command::Keys(cmd) => match cmd {
+            KeysCmd::Status { json } => manage::keys::status(cfg, json),
+            KeysCmd::Passphrase { from_file, generate } => {
+                manage::keys::passphrase(cfg, &manage::keys::NewPassphrase { from_file, generate })
+            }
+            KeysCmd::Rotate { server: _, grace } => manage::keys::rotate_server(cfg, grace.as_deref()),
         },
         Command::Status { json } => manage::status::run(cfg, json),
+        Command::Import(cmd) => manage::import::run(cfg, &cmd),
         Command::Audit(args) => manage::audit::run(cfg, &args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "vpn", &mut std::io::stdout());

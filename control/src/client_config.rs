@@ -15,8 +15,6 @@ use vpn_crypto::{PresharedKey, PrivateKey, PublicKey};
 use vpn_dataplane::IpPrefix;
 use zeroize::Zeroizing;
 
-use crate::server_config::write_atomic;
-
 /// Everything a device's `wg-quick` configuration says.
 #[derive(Debug)]
 pub struct ClientConfig<'a> {
@@ -208,5 +206,5 @@ pub fn qr_png(text: &str, path: &Path) -> Result<(), QrError> {
         writer.write_image_data(&pixels)?;
         writer.finish()?;
     }
-    write_atomic(path, &file, 0o600, false).map_err(|source| QrError::Write { path: path.to_owned(), source })
+    crate::durable::write_atomic(path, &file, 0o600).map_err(|source| QrError::Write { path: path.to_owned(), source })
 }

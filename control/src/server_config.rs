@@ -6,12 +6,10 @@
 //! writes a commented file that [`ServerConfig::load`] reads back to the same value, and
 //! [`ServerConfig::save`] replaces the file atomically.
 
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
@@ -63,6 +61,23 @@ pub struct ServerConfig {
     /// Whether `vpn up` manages the nftables table `inet vpn` (default true).
     #[serde(default = "default_firewall")]
     pub firewall: bool,
+    /// The file holding the passphrase that protects the store's keys (default
+    /// `/etc/vpn/passphrase`); `VPN_PASSPHRASE`, `VPN_PASSPHRASE_FILE` and the systemd
+    /// credential `vpn-passphrase` take precedence.
+    #[serde(default = "default_passphrase_file")]
+    pub passphrase_file: PathBuf,
+    /// The JSON-lines audit log, one line per change, beside the store's own audit table
+    /// (default `/var/lib/vpn/audit.jsonl`, beside the store); `""` for none.
+    #[serde(default = "default_audit_log", with = "optional_path")]
+    pub audit_log: Option<PathBuf>,
+    /// Rotate keys (devices' and the server's) older than this many days at `vpn up` and hourly
+    /// while it runs; 0 (the default) turns the policy off.
+    #[serde(default)]
+    pub key_rotation_days: u32,
+    /// How many days an old key keeps working after a rotation, for clients to take their new
+    /// config (default 14).
+    #[serde(default = "default_rotation_grace_days")]
+    pub rotation_grace_days: u32,
 }
 
 /// Why a configuration cannot be read, used or written.
@@ -149,6 +164,34 @@ fn default_store() -> PathBuf {
 fn default_firewall() -> bool {
     true
 }
+fn default_passphrase_file() -> PathBuf {
+    PathBuf::from("/etc/vpn/passphrase")
+}
+fn default_audit_log() -> Option<PathBuf> {
+    Some(PathBuf::from("/var/lib/vpn/audit.jsonl"))
+}
+fn default_rotation_grace_days() -> u32 {
+    14
+}
+
+/// `Option<PathBuf>` as a string; `""` is `None`.
+mod optional_path {
+    use std::path::PathBuf;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(p: &Option<PathBuf>, s: S) -> Result<S::Ok, S::Error> {
+        match p {
+            Some(p) => s.collect_str(&p.display()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<PathBuf>, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok((!s.trim().is_empty()).then(|| PathBuf::from(s.trim())))
+    }
+}
 
 /// Parses a network prefix strictly: a length is required and the host bits must be zero (so that
 /// `10.8.0.1/24` is not silently read as `10.8.0.0/24`).
@@ -226,6 +269,10 @@ impl ServerConfig {
             client_allowed_ips: default_client_allowed_ips(),
             store: default_store(),
             firewall: default_firewall(),
+            passphrase_file: default_passphrase_file(),
+            audit_log: default_audit_log(),
+            key_rotation_days: 0,
+            rotation_grace_days: default_rotation_grace_days(),
         }
     }
 
@@ -302,6 +349,24 @@ impl ServerConfig {
                 format!("{:?} must be an absolute file path in UTF-8, e.g. \"/var/lib/vpn/vpn.db\"", self.store.display().to_string()),
             ));
         }
+        for (field, path) in [("passphrase_file", Some(&self.passphrase_file)), ("audit_log", self.audit_log.as_ref())] {
+            let Some(path) = path else { continue };
+            if !path.is_absolute() || path.to_str().is_none() || path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{:?} must be an absolute file path in UTF-8", path.display().to_string()),
+                ));
+            }
+        }
+        if self.key_rotation_days > 0 && self.rotation_grace_days >= self.key_rotation_days {
+            return Err(ConfigError::invalid(
+                "rotation_grace_days",
+                format!(
+                    "{} is not shorter than key_rotation_days ({}): an old key must stop working before the next rotation; e.g. 90 and 14",
+                    self.rotation_grace_days, self.key_rotation_days
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -375,6 +440,24 @@ store = {store}
 # Whether `vpn up` manages the nftables table `inet vpn` (opens listen_port, forwards the
 # tunnel's traffic, masquerades the pools); false leaves the firewall to you. Default: true.
 firewall = {firewall}
+
+# File holding the passphrase that encrypts the keys in the store (mode 0600, readable by root
+# only; created with a random passphrase by `vpn init` / `vpn up` when missing). The environment
+# variables VPN_PASSPHRASE and VPN_PASSPHRASE_FILE, and the systemd credential vpn-passphrase,
+# take precedence. Default: "/etc/vpn/passphrase".
+passphrase_file = {passphrase_file}
+
+# JSON-lines audit log: one line per change (who, what, when, from where; never a secret), kept
+# besides the store's own audit table. "" for none. Default: "/var/lib/vpn/audit.jsonl".
+audit_log = {audit_log}
+
+# Key rotation policy: keys older than this many days (each device's and the server's) are
+# rotated by `vpn up`, at start and hourly; 0 turns it off. Default: 0.
+key_rotation_days = {key_rotation_days}
+
+# Days an old key keeps working after a rotation, so clients can take their new config; then it
+# stops. Must be shorter than key_rotation_days. Default: 14.
+rotation_grace_days = {rotation_grace_days}
 "#,
             interface = quote(&self.interface),
             listen_port = self.listen_port,
@@ -385,6 +468,10 @@ firewall = {firewall}
             keepalive = self.persistent_keepalive,
             store = quote(&self.store.to_string_lossy()),
             firewall = self.firewall,
+            passphrase_file = quote(&self.passphrase_file.to_string_lossy()),
+            audit_log = quote(&self.audit_log.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()),
+            key_rotation_days = self.key_rotation_days,
+            rotation_grace_days = self.rotation_grace_days,
         )
     }
 
@@ -393,7 +480,11 @@ firewall = {firewall}
     /// directory is created with mode 0755.
     pub fn save(&self, path: &Path) -> Result<(), ConfigError> {
         self.validate().map_err(|e| e.in_file(path))?;
-        write_atomic(path, self.to_toml().as_bytes(), 0o600, true).map_err(|source| ConfigError::Write { path: path.to_owned(), source })
+        let write = |source| ConfigError::Write { path: path.to_owned(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            crate::durable::create_dir(dir, 0o755).map_err(write)?;
+        }
+        crate::durable::write_atomic(path, self.to_toml().as_bytes(), 0o600).map_err(write)
     }
 
     /// The server's IPv4 address: the first host of the pool, with the pool's prefix length
@@ -458,37 +549,6 @@ fn quote(s: &str) -> String {
 fn list<T: ToString>(items: impl Iterator<Item = T>) -> String {
     let v: Vec<String> = items.map(|i| quote(&i.to_string())).collect();
     format!("[{}]", v.join(", "))
-}
-
-/// Writes `bytes` to `path` atomically: a new temporary file beside it (created with `mode`),
-/// written and synced, renamed over `path`, then the directory synced. With `create_parent`, a
-/// missing parent directory is created with mode 0755.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8], mode: u32, create_parent: bool) -> io::Result<()> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the path names no file"))?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    if create_parent && !dir.exists() {
-        DirBuilder::new().recursive(true).mode(0o755).create(&dir)?;
-    }
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    File::open(&dir)?.sync_all()
 }
 
 #[cfg(test)]

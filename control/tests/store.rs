@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Barrier};
 
+use vpn_control::keyring::{KdfParams, Passphrase};
 use vpn_control::store::{names, Actor, Device, DeviceSecrets, IpPrefix, NewDevice, Pools, SqliteStore, Store, StoreError, User};
 use vpn_crypto::{PresharedKey, PrivateKey};
 
@@ -20,7 +21,7 @@ fn secrets(n: u32) -> DeviceSecrets {
     k[..4].copy_from_slice(&n.to_be_bytes());
     let mut p = [0x22u8; 32];
     p[..4].copy_from_slice(&n.to_be_bytes());
-    DeviceSecrets { private_key: PrivateKey::from_bytes(k), preshared_key: PresharedKey::from_bytes(p) }
+    DeviceSecrets { private_key: Some(PrivateKey::from_bytes(k)), preshared_key: PresharedKey::from_bytes(p) }
 }
 
 fn pools(v4: Option<&str>, v6: Option<&str>) -> Pools {
@@ -32,7 +33,14 @@ fn v4_24() -> Pools {
 }
 
 fn add(store: &mut dyn Store, user: &str, name: &str, n: u32, pools: &Pools) -> Result<Device, StoreError> {
-    store.add_device(NewDevice { user, name, expires_at: None, secrets: secrets(n) }, pools, &actor())
+    store.add_device(NewDevice::generated(user, name, secrets(n)), pools, &actor())
+}
+
+/// Opens a file-backed store and unlocks it (a file-backed store opens locked).
+fn open_unlocked(path: &Path) -> SqliteStore {
+    let mut s = SqliteStore::open(path).unwrap();
+    s.unlock(&Passphrase::new(b"test passphrase".to_vec()), KdfParams::TEST, &actor()).unwrap();
+    s
 }
 
 fn memory() -> SqliteStore {
@@ -115,7 +123,7 @@ fn devices_crud_and_errors() {
     let laptop = add(&mut s, "alice", "laptop", 1, &p).unwrap();
     assert_eq!(laptop.user, "alice");
     assert_eq!(laptop.name, "laptop");
-    assert_eq!(laptop.public_key, secrets(1).private_key.public_key());
+    assert_eq!(laptop.public_key, secrets(1).private_key.unwrap().public_key());
     assert_eq!(laptop.ipv4, Some(Ipv4Addr::new(10, 8, 0, 2)));
     assert_eq!(laptop.ipv6, None);
     assert!(laptop.enabled && laptop.user_enabled && laptop.expires_at.is_none());
@@ -174,8 +182,8 @@ fn disabled_user_keeps_devices_inactive() {
 fn expiry() {
     let mut s = memory();
     s.add_user("alice", &actor()).unwrap();
-    let d =
-        s.add_device(NewDevice { user: "alice", name: "temp", expires_at: Some(1000), secrets: secrets(1) }, &v4_24(), &actor()).unwrap();
+    let new = NewDevice { expires_at: Some(1000), ..NewDevice::generated("alice", "temp", secrets(1)) };
+    let d = s.add_device(new, &v4_24(), &actor()).unwrap();
     assert_eq!(d.expires_at, Some(1000));
     assert_eq!(s.device("alice", "temp").unwrap().expires_at, Some(1000));
     assert!(d.is_active(999));
@@ -356,7 +364,7 @@ fn audit_log_records_every_change_without_secrets() {
     let mut s = memory();
     let who = Actor::new("root", "cli");
     s.add_user("alice", &who).unwrap();
-    let d = s.add_device(NewDevice { user: "alice", name: "laptop", expires_at: None, secrets: secrets(1) }, &v4_24(), &who).unwrap();
+    let d = s.add_device(NewDevice::generated("alice", "laptop", secrets(1)), &v4_24(), &who).unwrap();
     s.set_device_enabled("alice", "laptop", false, &who).unwrap();
     s.set_device_enabled("alice", "laptop", true, &who).unwrap();
     s.set_user_enabled("alice", false, &who).unwrap();
@@ -394,7 +402,7 @@ fn audit_log_records_every_change_without_secrets() {
     let text = serde_json::to_string(&log).unwrap();
     for n in [1, 2] {
         let sec = secrets(n);
-        for secret in [sec.private_key.to_base64(), sec.preshared_key.to_base64()] {
+        for secret in [sec.private_key.as_ref().unwrap().to_base64(), sec.preshared_key.to_base64()] {
             assert!(!text.contains(&secret), "a secret is in the audit log");
         }
     }
@@ -403,9 +411,10 @@ fn audit_log_records_every_change_without_secrets() {
 #[test]
 fn secrets_stay_out_of_debug_and_errors() {
     let sec = secrets(1);
-    let new = NewDevice { user: "alice", name: "laptop", expires_at: None, secrets: sec.clone() };
+    let new = NewDevice::generated("alice", "laptop", sec.clone());
+    let private = sec.private_key.as_ref().unwrap().to_base64();
     let dbg = format!("{new:?} {sec:?}");
-    assert!(!dbg.contains(&sec.private_key.to_base64()) && !dbg.contains(&sec.preshared_key.to_base64()));
+    assert!(!dbg.contains(&private) && !dbg.contains(&sec.preshared_key.to_base64()));
     assert!(dbg.contains("[redacted]"));
     let mut s = memory();
     s.add_user("alice", &actor()).unwrap();
@@ -415,7 +424,7 @@ fn secrets_stay_out_of_debug_and_errors() {
     assert_eq!(json["ipv4"], "10.8.0.2");
     assert_eq!(json["user_enabled"], true);
     let e = add(&mut s, "alice", "other", 1, &v4_24()).unwrap_err().to_string();
-    assert!(!e.contains(&sec.private_key.to_base64()) && !e.contains(&sec.preshared_key.to_base64()));
+    assert!(!e.contains(&private) && !e.contains(&sec.preshared_key.to_base64()));
 }
 
 #[test]
@@ -437,8 +446,8 @@ fn on_disk_migration_reopen_and_permissions() {
     let sub = dir.path().join("state").join("vpn");
     let path = sub.join("store.db");
     {
-        let mut s = SqliteStore::open(&path).unwrap();
-        assert_eq!(s.schema_version().unwrap(), 1);
+        let mut s = open_unlocked(&path);
+        assert_eq!(s.schema_version().unwrap(), 2);
         s.add_user("alice", &actor()).unwrap();
         add(&mut s, "alice", "laptop", 1, &v4_24()).unwrap();
         // The WAL files exist while the connection is open.
@@ -448,14 +457,15 @@ fn on_disk_migration_reopen_and_permissions() {
     }
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(&sub), 0o700);
-    let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 1);
+    let s = open_unlocked(&path);
+    assert_eq!(s.schema_version().unwrap(), 2);
     assert_eq!(s.device("alice", "laptop").unwrap().ipv4, Some(Ipv4Addr::new(10, 8, 0, 2)));
     assert_eq!(s.device_secrets("alice", "laptop").unwrap(), secrets(1));
-    assert_eq!(s.audit(10).unwrap().len(), 2);
+    // user.add, device.add, and keys.protect from the first unlock.
+    assert_eq!(s.audit(10).unwrap().iter().filter(|e| e.action != "keys.protect").count(), 2);
     drop(s);
     let s = SqliteStore::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 1);
+    assert_eq!(s.schema_version().unwrap(), 2);
     assert_eq!(s.users().unwrap().len(), 1);
 }
 
@@ -479,7 +489,7 @@ fn newer_schema_is_refused_and_junk_is_corrupt() {
     drop(SqliteStore::open(&path).unwrap());
     rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let e = SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 1 }), "{e:?}");
+    assert!(matches!(e, StoreError::SchemaTooNew { found: 99, supported: 2 }), "{e:?}");
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x5a; 8192]).unwrap();
@@ -492,7 +502,7 @@ fn concurrent_writers_on_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     {
-        let mut s = SqliteStore::open(&path).unwrap();
+        let mut s = open_unlocked(&path);
         s.add_user("alice", &actor()).unwrap();
         s.add_user("bob", &actor()).unwrap();
     }
@@ -505,7 +515,7 @@ fn concurrent_writers_on_one_file() {
             let path = path.clone();
             let barrier = Arc::clone(&barrier);
             std::thread::spawn(move || {
-                let mut s = SqliteStore::open(&path).unwrap();
+                let mut s = open_unlocked(&path);
                 barrier.wait();
                 for i in 0..50u32 {
                     add(&mut s, user, &format!("d{i}"), t as u32 * 1000 + i, &p).unwrap();

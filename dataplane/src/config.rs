@@ -14,6 +14,10 @@ use crate::prefix::IpPrefix;
 pub struct InterfaceConfig {
     /// The private key; `None` means none (the interface then answers nothing).
     pub private_key: Option<PrivateKey>,
+    /// During a key rotation's grace period, the previous private key: handshakes from peers still
+    /// configured with its public key are accepted, and this interface's handshakes to those peers
+    /// use it. `None` outside a rotation. Not part of the UAPI (`get` shows only `private_key`).
+    pub retiring_private_key: Option<PrivateKey>,
     /// UDP listen port; 0 means "pick one".
     pub listen_port: u16,
     /// SO_MARK on outgoing UDP packets; 0 means off.

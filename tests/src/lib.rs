@@ -52,7 +52,13 @@ impl Node {
         if endpoint {
             p.endpoint = Some(other.endpoint());
         }
-        let cfg = InterfaceConfig { private_key: Some(self.private.clone()), listen_port: 0, fwmark: 0, peers: vec![p] };
+        let cfg = InterfaceConfig {
+            private_key: Some(self.private.clone()),
+            retiring_private_key: None,
+            listen_port: 0,
+            fwmark: 0,
+            peers: vec![p],
+        };
         self.engine.apply(cfg).expect("apply");
     }
 

@@ -106,17 +106,28 @@ pub struct PeerKeys {
     pub remote_static: PublicKey,
     /// The pre-shared key (zeros when none).
     pub psk: PresharedKey,
-    /// DH(our static, their static): `None` until first needed, `Some(None)` when their key is a
-    /// low-order point (such a peer is accepted in the configuration but can never complete a
-    /// handshake). Computed on first use because a server configuring thousands of peers would
-    /// otherwise spend one scalar multiplication (~90 µs) per peer before it answers anything.
-    precomputed_ss: Option<Option<Key>>,
+    /// DH(our static, their static), one per local identity used with this peer: at most two, the
+    /// primary identity and, during a key rotation, the retiring one. Each is tagged with our
+    /// public key, so a handshake always uses the secret of the identity it is addressed to (or
+    /// sent from), never another's. Computed on first use because a server configuring thousands
+    /// of peers would otherwise spend one scalar multiplication (~90 µs) per peer before it
+    /// answers anything. The newest is first.
+    static_secrets: [Option<StaticSecret>; 2],
     /// Hash state after mixing the peer's public key: the initiator's starting point.
     hash0: [u8; 32],
     /// Key for mac1 of messages we send to this peer.
     pub mac1_key: [u8; 32],
     /// Key of cookie replies this peer sends us.
     pub cookie_key: [u8; 32],
+}
+
+/// DH(our static, their static) for one of our identities.
+struct StaticSecret {
+    /// Our public key: which identity this secret belongs to.
+    local: PublicKey,
+    /// The shared secret; `None` when their key is a low-order point (such a peer is accepted in
+    /// the configuration but can never complete a handshake).
+    secret: Option<Key>,
 }
 
 impl PeerKeys {
@@ -130,7 +141,7 @@ impl PeerKeys {
     /// The per-peer values, leaving the static-static DH for [`PeerKeys::ensure_static_secret`].
     pub fn new_lazy(remote_static: PublicKey, psk: PresharedKey) -> Self {
         Self {
-            precomputed_ss: None,
+            static_secrets: [None, None],
             hash0: hash(&[&initial_hash(), remote_static.as_bytes()]),
             mac1_key: labelled_key(LABEL_MAC1, &remote_static),
             cookie_key: labelled_key(LABEL_COOKIE, &remote_static),
@@ -140,28 +151,55 @@ impl PeerKeys {
     }
 
     /// Computes the static-static DH with `identity` unless it is already known. Call before
-    /// [`create_initiation`] or [`InitiationStage1::finish`].
+    /// [`create_initiation`], [`InitiationStage1::finish`] or [`consume_response`] with that
+    /// identity. Two identities are remembered; a third evicts the older one.
     pub fn ensure_static_secret(&mut self, identity: Option<&StaticIdentity>) {
-        if self.precomputed_ss.is_none() {
-            if let Some(id) = identity {
-                self.precomputed_ss = Some(x25519::dh(id.private.as_bytes(), self.remote_static.as_bytes()).ok());
-            }
+        let Some(id) = identity else { return };
+        if self.entry(&id.public).is_some() {
+            return;
         }
+        let secret = x25519::dh(id.private.as_bytes(), self.remote_static.as_bytes()).ok();
+        self.static_secrets[1] = self.static_secrets[0].take();
+        self.static_secrets[0] = Some(StaticSecret { local: id.public, secret });
     }
 
-    /// Forgets the static-static DH after our private key changed (recomputed on next use).
+    /// Forgets every static-static DH after our private key changed (recomputed on next use).
     pub fn rekey_identity(&mut self, identity: Option<&StaticIdentity>) {
-        self.precomputed_ss = None;
+        self.static_secrets = [None, None];
         let _ = identity;
+    }
+
+    /// Forgets the static-static DH of every identity whose public key `keep` refuses (after one
+    /// of our identities was dropped); the secret is zeroized.
+    pub fn retain_static_secrets(&mut self, mut keep: impl FnMut(&PublicKey) -> bool) {
+        for slot in &mut self.static_secrets {
+            if slot.as_ref().is_some_and(|s| !keep(&s.local)) {
+                *slot = None;
+            }
+        }
+        if self.static_secrets[0].is_none() {
+            self.static_secrets.swap(0, 1);
+        }
     }
 
     /// Whether a handshake with this peer is possible (after [`PeerKeys::ensure_static_secret`]).
     pub fn can_handshake(&self) -> bool {
-        matches!(self.precomputed_ss, Some(Some(_)))
+        self.static_secrets.iter().flatten().any(|s| s.secret.is_some())
     }
 
-    fn static_secret(&self) -> Result<&Key, HandshakeError> {
-        self.precomputed_ss.as_ref().and_then(Option::as_ref).ok_or(HandshakeError::LowOrder)
+    /// Whether a handshake with this peer is possible as `identity` (after
+    /// [`PeerKeys::ensure_static_secret`] with it).
+    pub fn can_handshake_as(&self, identity: &StaticIdentity) -> bool {
+        self.entry(&identity.public).is_some_and(|s| s.secret.is_some())
+    }
+
+    fn entry(&self, local: &PublicKey) -> Option<&StaticSecret> {
+        self.static_secrets.iter().flatten().find(|s| s.local == *local)
+    }
+
+    /// The static-static secret of our identity `local`.
+    fn static_secret(&self, local: &PublicKey) -> Result<&Key, HandshakeError> {
+        self.entry(local).and_then(|s| s.secret.as_ref()).ok_or(HandshakeError::LowOrder)
     }
 }
 
@@ -199,9 +237,19 @@ impl std::fmt::Debug for SessionKeys {
 pub struct InitiatorState {
     /// Our sender index in the initiation.
     pub local_index: u32,
+    /// The public key of the identity the initiation was sent as.
+    local_static: PublicKey,
     hash: [u8; 32],
     chaining_key: Key,
     ephemeral: PrivateKey,
+}
+
+impl InitiatorState {
+    /// The public key of our identity that sent the initiation: the response must be consumed
+    /// with that identity.
+    pub fn local_static(&self) -> &PublicKey {
+        &self.local_static
+    }
 }
 
 impl std::fmt::Debug for InitiatorState {
@@ -225,7 +273,7 @@ pub fn create_initiation(
     out: &mut [u8; INITIATION_LEN],
 ) -> Result<InitiatorState, HandshakeError> {
     use field::initiation as f;
-    let ss = peer.static_secret()?;
+    let ss = peer.static_secret(&identity.public)?;
     out.fill(0);
     put_u32(out, field::TYPE, TYPE_INITIATION);
     put_u32(out, f::SENDER, local_index);
@@ -246,7 +294,7 @@ pub fn create_initiation(
     aead::seal(&k, 0, &h, &timestamp.0, &mut out[f::TIMESTAMP]);
     h = mix_hash(&h, &out[f::TIMESTAMP]);
 
-    Ok(InitiatorState { local_index, hash: h, chaining_key: ck, ephemeral })
+    Ok(InitiatorState { local_index, local_static: identity.public, hash: h, chaining_key: ck, ephemeral })
 }
 
 /// A decrypted initiator identity, before the peer-specific part of the initiation is checked.
@@ -255,6 +303,8 @@ pub struct InitiationStage1 {
     pub remote_static: PublicKey,
     /// The initiator's sender index.
     pub remote_index: u32,
+    /// The public key of our identity the initiation was addressed to.
+    responder: PublicKey,
     remote_ephemeral: [u8; 32],
     hash: [u8; 32],
     chaining_key: Key,
@@ -278,6 +328,7 @@ pub fn begin_consume_initiation(identity: &StaticIdentity, msg: &Initiation<'_>)
     Ok(InitiationStage1 {
         remote_static: PublicKey(s),
         remote_index: msg.sender(),
+        responder: identity.public,
         remote_ephemeral: e,
         hash: h,
         chaining_key: ck,
@@ -297,9 +348,16 @@ pub struct ConsumedInitiation {
 }
 
 impl InitiationStage1 {
-    /// Decrypts the timestamp with the peer's precomputed static-static secret.
+    /// The public key of our identity the initiation was addressed to (the one given to
+    /// [`begin_consume_initiation`]).
+    pub fn responder(&self) -> &PublicKey {
+        &self.responder
+    }
+
+    /// Decrypts the timestamp with the peer's precomputed static-static secret for the identity
+    /// the initiation was addressed to (see [`PeerKeys::ensure_static_secret`]).
     pub fn finish(self, peer: &PeerKeys) -> Result<ConsumedInitiation, HandshakeError> {
-        let ss = peer.static_secret()?;
+        let ss = peer.static_secret(&self.responder)?;
         let (ck, k) = kdf2(&self.chaining_key, &ss[..]);
         let mut t = [0u8; TAI64N_LEN];
         aead::open(&k, 0, &self.hash, &self.encrypted_timestamp, &mut t)?;
@@ -361,4 +419,48 @@ pub fn consume_response(
     aead::open(&k, 0, &h, &b[f::EMPTY], &mut [])?;
     let (send, recv) = kdf2(&ck, &[]);
     Ok(SessionKeys { send, recv, local_index: state.local_index, remote_index: msg.sender(), initiator: true })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Message;
+
+    fn initiation(from: &StaticIdentity, to: &PublicKey) -> [u8; INITIATION_LEN] {
+        let keys = PeerKeys::new(Some(from), *to, PresharedKey::default());
+        let mut out = [0u8; INITIATION_LEN];
+        create_initiation(from, &keys, 7, PrivateKey::from_bytes([9; 32]), Tai64N([1; 12]), &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn each_identity_uses_its_own_static_secret() {
+        let client = StaticIdentity::new(PrivateKey::from_bytes([1; 32]));
+        let primary = StaticIdentity::new(PrivateKey::from_bytes([2; 32]));
+        let retiring = StaticIdentity::new(PrivateKey::from_bytes([3; 32]));
+        let msg = initiation(&client, retiring.public_key());
+        let Ok(Message::Initiation(m)) = Message::parse(&msg) else { panic!("initiation") };
+        // Only the retiring identity can open the static key.
+        assert!(begin_consume_initiation(&primary, &m).is_err());
+        let stage1 = || begin_consume_initiation(&retiring, &m).unwrap();
+        assert_eq!(stage1().responder(), retiring.public_key());
+
+        // With only the primary identity's DH cached, the stage is refused, never finished with it.
+        let mut keys = PeerKeys::new(Some(&primary), *client.public_key(), PresharedKey::default());
+        assert!(keys.can_handshake_as(&primary) && !keys.can_handshake_as(&retiring));
+        assert!(stage1().finish(&keys).is_err());
+        // With both, it finishes with the retiring one's.
+        keys.ensure_static_secret(Some(&retiring));
+        assert!(keys.can_handshake_as(&primary) && keys.can_handshake_as(&retiring));
+        assert_eq!(stage1().finish(&keys).unwrap().timestamp, Tai64N([1; 12]));
+        // Dropping the retiring identity forgets its DH.
+        keys.retain_static_secrets(|k| k == primary.public_key());
+        assert!(keys.can_handshake_as(&primary) && !keys.can_handshake_as(&retiring));
+        assert!(stage1().finish(&keys).is_err());
+        // A third identity evicts the older of two.
+        let third = StaticIdentity::new(PrivateKey::from_bytes([4; 32]));
+        keys.ensure_static_secret(Some(&retiring));
+        keys.ensure_static_secret(Some(&third));
+        assert!(!keys.can_handshake_as(&primary) && keys.can_handshake_as(&retiring) && keys.can_handshake_as(&third));
+    }
 }

@@ -20,6 +20,17 @@ use crate::timers::Timers;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
 
+/// Which of the device's static identities a peer's handshakes use: the primary one, or, during
+/// a key rotation, the retiring one when the peer's last valid initiation was addressed to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum LocalIdentity {
+    /// The device's private key.
+    #[default]
+    Primary,
+    /// The device's retiring private key.
+    Retiring,
+}
+
 /// What the configuration says about a peer.
 #[derive(Debug, Clone)]
 pub struct PeerConfig {
@@ -70,6 +81,8 @@ pub struct PeerInfo {
 #[derive(Debug)]
 pub struct Peer {
     pub(crate) keys: PeerKeys,
+    /// The identity its last valid initiation was addressed to; ours to it use the same.
+    pub(crate) identity: LocalIdentity,
     pub(crate) handshake: Option<InitiatorState>,
     pub(crate) last_handshake_sent: Option<Instant>,
     pub(crate) latest_timestamp: Tai64N,
@@ -89,6 +102,7 @@ impl Peer {
     pub(crate) fn new(keys: PeerKeys, config: &PeerConfig) -> Self {
         Self {
             keys,
+            identity: LocalIdentity::Primary,
             handshake: None,
             last_handshake_sent: None,
             latest_timestamp: config.latest_timestamp,
@@ -133,6 +147,13 @@ impl Peer {
     /// The next timer deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.timers.next_deadline()
+    }
+
+    /// Whether the peer talks to the device's retiring identity: its last valid initiation was
+    /// addressed to the retiring key (it still has the old public key), so handshakes the device
+    /// initiates to it use that key too. False when no retiring key is set.
+    pub fn uses_retiring_identity(&self) -> bool {
+        self.identity == LocalIdentity::Retiring
     }
 
     /// Whether an initiation is waiting for its response.

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use vpn_control::store::Store;
 
-use super::{load_config, open_store, table, time};
+use super::{load_config, table, time};
 
 /// Filters of `vpn audit`.
 #[derive(clap::Args, Debug, Default)]
@@ -37,7 +37,7 @@ const SCAN: usize = 1_000_000;
 /// `vpn audit`.
 pub(crate) fn run(config_path: &Path, args: &AuditArgs) -> Result<()> {
     let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let store = super::open_store_locked(&config)?;
     let now = time::unix_now();
     let since = match &args.since {
         None => None,

@@ -1,4 +1,4 @@
-//! `vpn device add|list|show|remove|disable|enable`.
+//! `vpn device add|list|show|remove|disable|enable|rotate`.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,6 @@ use rand_core::OsRng;
 use vpn_control::client_config::{endpoint_with_port, qr_png, qr_terminal, ClientConfig};
 use vpn_control::server_config::ServerConfig;
 use vpn_control::store::{Actor, Device, DeviceSecrets, NewDevice, Pools, Store};
-use vpn_crypto::{PresharedKey, PrivateKey};
 use vpn_dataplane::IpPrefix;
 
 use super::{load_config, notify, open_store, table, time};
@@ -22,6 +21,7 @@ pub(crate) fn state(d: &Device, now: i64) -> &'static str {
         _ if !d.user_enabled => "user disabled",
         _ if !d.enabled => "disabled",
         _ if d.expires_at.is_some_and(|t| t <= now) => "expired",
+        _ if d.rotation.is_some() => "rotating",
         _ => "enabled",
     }
 }
@@ -57,14 +57,14 @@ pub(crate) fn add(config_path: &Path, user: &str, name: Option<&str>, expires: O
     if expires_at.is_some_and(|t| t <= now) {
         bail!("the expiry {} is in the past: give a later date or a span like 30d", expires.unwrap_or_default());
     }
-    let mut store = open_store(&config)?;
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
     let name = match name {
         Some(n) => n.to_string(),
         None => next_name(&store, user)?,
     };
-    let secrets = DeviceSecrets { private_key: PrivateKey::generate(&mut OsRng), preshared_key: PresharedKey::generate(&mut OsRng) };
     let pools = Pools { ipv4: config.ipv4_pool, ipv6: config.ipv6_pool };
-    let device = store.add_device(NewDevice { user, name: &name, expires_at, secrets }, &pools, &Actor::local())?;
+    let new = NewDevice { expires_at, ..NewDevice::generated(user, &name, DeviceSecrets::generate(&mut OsRng)) };
+    let device = store.add_device(new, &pools, &Actor::local())?;
     eprintln!(
         "device {}/{} added: {}{}",
         device.user,
@@ -83,13 +83,24 @@ fn next_name(store: &dyn Store, user: &str) -> Result<String> {
     Ok((1..).map(|i| format!("device{i}")).find(|n| !taken.contains(n)).unwrap_or_else(|| "device".into()))
 }
 
-/// Prints (or writes) the device's client configuration, QR code and PNG.
+/// Prints (or writes) the device's client configuration, QR code and PNG: the configuration
+/// with its new keys while a rotation is under way, since that is the one to hand out.
 fn export(config: &ServerConfig, store: &dyn Store, device: &Device, out: &Output) -> Result<()> {
-    let secrets = store.device_secrets(&device.user, &device.name)?;
+    let secrets = match &device.rotation {
+        Some(r) => {
+            eprintln!(
+                "note: this is the new configuration of a key rotation; the old one works until the device connects with it, or until {} at the latest",
+                time::format_utc(r.rotate_by)
+            );
+            store.pending_secrets(&device.user, &device.name)?
+        }
+        None => store.device_secrets(&device.user, &device.name)?,
+    };
+    let private_key = secrets.private_key.as_ref().ok_or_else(|| vpn_control::store::StoreError::NoPrivateKey(device.label()))?;
     let server_key = store.server_key()?.context("the server has no key yet: run `vpn init` or `vpn up` once")?;
     let addresses: Vec<IpPrefix> = vpn_control::peers::allowed_ips(device);
     let client = ClientConfig {
-        private_key: &secrets.private_key,
+        private_key,
         addresses,
         dns: &config.dns,
         mtu: config.mtu,
@@ -118,27 +129,50 @@ fn export(config: &ServerConfig, store: &dyn Store, device: &Device, out: &Outpu
     Ok(())
 }
 
-/// Writes a file only the owner can read, atomically.
+/// Writes a file only the owner can read, atomically (see [`vpn_control::durable`]).
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("vpn"), std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(data).and_then(|()| f.sync_all()).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))?;
+    Ok(vpn_control::durable::write_atomic(path, data, 0o600)?)
+}
+
+/// `vpn device rotate USER NAME [--grace SPAN] [--now]`: new keys for a device. The old keys keep
+/// working until the device first connects with its new configuration, or until the grace
+/// period ends (default: the config's `rotation_grace_days`); `--now` ends it at once.
+pub(crate) fn rotate(config_path: &Path, user: &str, name: &str, grace: Option<&str>, immediate: bool, out: &Output) -> Result<()> {
+    let config = load_config(config_path)?;
+    let now = time::unix_now();
+    let rotate_by = match grace {
+        Some(g) => time::parse_expiry(g, now)?,
+        None => now + i64::from(config.rotation_grace_days) * 86_400,
+    };
+    if rotate_by <= now && !immediate {
+        bail!(
+            "the grace period would end in the past ({}): give a later date or a span like 7d, or --now to switch at once",
+            time::format_utc(rotate_by)
+        );
+    }
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
+    let actor = Actor::local();
+    let mut device = store.rotate_device(user, name, &DeviceSecrets::generate(&mut OsRng), rotate_by, &actor)?;
+    if immediate {
+        device = store.complete_rotation(user, name, "forced with --now", &actor)?;
+        eprintln!("device {}/{}: new keys in force now; the old keys no longer work", device.user, device.name);
+    } else {
+        eprintln!(
+            "device {}/{}: new keys issued; the old keys work until the device connects with the new configuration, or until {} at the latest",
+            device.user,
+            device.name,
+            time::format_utc(rotate_by)
+        );
+    }
+    export(&config, &store, &device, out)?;
+    notify(&config);
     Ok(())
 }
 
 /// `vpn device list [USER] [--json]`.
 pub(crate) fn list(config_path: &Path, user: Option<&str>, json: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let store = super::open_store_locked(&config)?;
     if let Some(u) = user {
         store.user(u)?;
     }
@@ -177,7 +211,7 @@ pub(crate) fn show(config_path: &Path, user: &str, name: &str, with_config: bool
 /// `vpn device enable|disable USER NAME`.
 pub(crate) fn set_enabled(config_path: &Path, user: &str, name: &str, enabled: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let mut store = open_store(&config)?;
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
     let d = store.set_device_enabled(user, name, enabled, &Actor::local())?;
     println!("device {}/{} {}", d.user, d.name, if enabled { "enabled" } else { "disabled" });
     notify(&config);
@@ -187,7 +221,7 @@ pub(crate) fn set_enabled(config_path: &Path, user: &str, name: &str, enabled: b
 /// `vpn device remove USER NAME`.
 pub(crate) fn remove(config_path: &Path, user: &str, name: &str) -> Result<()> {
     let config = load_config(config_path)?;
-    let mut store = open_store(&config)?;
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
     let d = store.remove_device(user, name, &Actor::local())?;
     println!("device {}/{} removed; its addresses are free again", d.user, d.name);
     notify(&config);

@@ -15,8 +15,6 @@ use vpn_control::store::{Actor, Store};
 use vpn_crypto::PrivateKey;
 use vpn_dataplane::IpPrefix;
 
-use super::open_store;
-
 /// The wizard's flags (each question's answer).
 #[derive(clap::Args, Debug, Default)]
 pub(crate) struct InitArgs {
@@ -44,6 +42,13 @@ pub(crate) struct InitArgs {
     /// Path of the store (SQLite).
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
+    /// File holding the passphrase that encrypts the store's keys (default: `passphrase` beside
+    /// the configuration file; created with a random passphrase when missing).
+    #[arg(long, value_name = "PATH")]
+    passphrase_file: Option<PathBuf>,
+    /// JSON-lines audit log ("" for none; default: `audit.jsonl` beside the store).
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
     /// Do not ask: take the flags and the defaults.
     #[arg(long, short)]
     yes: bool,
@@ -118,6 +123,9 @@ pub(crate) fn run(config_path: &Path, args: &InitArgs) -> Result<()> {
     if interactive && !std::io::stdin().is_terminal() {
         bail!("vpn init asks questions, but stdin is not a terminal: pass --yes to take the flags and defaults (see vpn init --help)");
     }
+    // Reconfiguring reads the configuration under the writers' lock, so that two at once cannot
+    // lose one's change.
+    let early_lock = if existing { Some(super::writer_lock(&ServerConfig::load(config_path)?)?) } else { None };
     let mut c = if existing {
         ServerConfig::load(config_path)?
     } else {
@@ -152,6 +160,21 @@ pub(crate) fn run(config_path: &Path, args: &InitArgs) -> Result<()> {
     }
     if let Some(s) = &args.store {
         c.store = s.clone();
+        if !existing && args.audit_log.is_none() {
+            // The audit log lives beside the store unless told otherwise.
+            c.audit_log = s.parent().map(|d| d.join("audit.jsonl"));
+        }
+    }
+    if let Some(p) = &args.passphrase_file {
+        c.passphrase_file = p.clone();
+    } else if !existing {
+        // Beside the configuration: /etc/vpn/passphrase for the default /etc/vpn/vpn.toml.
+        if let Some(dir) = std::path::absolute(config_path).ok().as_deref().and_then(Path::parent) {
+            c.passphrase_file = dir.join("passphrase");
+        }
+    }
+    if let Some(a) = &args.audit_log {
+        c.audit_log = (!a.as_os_str().is_empty()).then(|| a.clone());
     }
     if interactive {
         c.endpoint = ask("Public host name or IP clients connect to", &c.endpoint.clone(), |s| {
@@ -172,8 +195,13 @@ pub(crate) fn run(config_path: &Path, args: &InitArgs) -> Result<()> {
         })?;
     }
     c.validate().context("the configuration is not usable")?;
+    // The configuration and the store change together, one command at a time.
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => super::writer_lock(&c)?,
+    };
     c.save(config_path)?;
-    let mut store = open_store(&c)?;
+    let mut store = super::open_store(&c)?;
     let key = match store.server_key()? {
         Some(k) => k,
         None => {

@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde::Serialize;
 use vpn_control::store::Store;
 
-use super::{load_config, open_store, table, time};
+use super::{load_config, table, time};
 use crate::server::mgmt::{self, PeerLive, Request};
 
 #[derive(Serialize)]
@@ -37,7 +37,7 @@ pub(crate) fn live_peers(config: &vpn_control::server_config::ServerConfig) -> H
 /// `vpn status`.
 pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let store = super::open_store_locked(&config)?;
     let devices = store.devices(None)?;
     let live = mgmt::request(&config.interface, &Request::Status)?;
     let running = live.as_ref().is_some_and(|r| r.error.is_none());

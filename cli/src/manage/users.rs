@@ -5,12 +5,12 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use vpn_control::store::{Actor, Store};
 
-use super::{load_config, notify, open_store, table, time};
+use super::{load_config, notify, table, time};
 
 /// `vpn user add NAME`.
 pub(crate) fn add(config_path: &Path, name: &str) -> Result<()> {
     let config = load_config(config_path)?;
-    let mut store = open_store(&config)?;
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
     let user = store.add_user(name, &Actor::local())?;
     println!("user {} added; add a device with: vpn device add {} NAME", user.name, user.name);
     Ok(())
@@ -20,7 +20,7 @@ pub(crate) fn add(config_path: &Path, name: &str) -> Result<()> {
 /// transfer) when the server runs.
 pub(crate) fn list(config_path: &Path, json: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let store = super::open_store_locked(&config)?;
     let users = store.users()?;
     let devices = store.devices(None)?;
     let live = super::status::live_peers(&config);
@@ -77,7 +77,7 @@ pub(crate) fn list(config_path: &Path, json: bool) -> Result<()> {
 /// `vpn user show NAME [--json]`: the user and its devices.
 pub(crate) fn show(config_path: &Path, name: &str, json: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let store = open_store(&config)?;
+    let store = super::open_store_locked(&config)?;
     let user = store.user(name)?;
     let devices = store.devices(Some(name))?;
     if json {
@@ -98,7 +98,7 @@ pub(crate) fn show(config_path: &Path, name: &str, json: bool) -> Result<()> {
 /// `vpn user enable|disable NAME`.
 pub(crate) fn set_enabled(config_path: &Path, name: &str, enabled: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let mut store = open_store(&config)?;
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
     let user = store.set_user_enabled(name, enabled, &Actor::local())?;
     println!("user {} {}", user.name, if enabled { "enabled" } else { "disabled: its devices cannot connect" });
     notify(&config);
@@ -108,7 +108,7 @@ pub(crate) fn set_enabled(config_path: &Path, name: &str, enabled: bool) -> Resu
 /// `vpn user remove NAME --yes`: the user and all its devices.
 pub(crate) fn remove(config_path: &Path, name: &str, yes: bool) -> Result<()> {
     let config = load_config(config_path)?;
-    let mut store = open_store(&config)?;
+    let (mut store, _lock) = super::open_store_for_write(&config)?;
     let devices = store.devices(Some(name))?;
     if !devices.is_empty() && !yes {
         bail!("user {name} has {} device(s), which would be removed too: add --yes to confirm", devices.len());

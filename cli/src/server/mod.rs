@@ -7,6 +7,7 @@
 
 pub(crate) mod mgmt;
 pub(crate) mod peers;
+pub(crate) mod rotation;
 pub(crate) mod setup;
 
 use std::path::Path;
@@ -30,14 +31,19 @@ use mgmt::{MgmtServer, PeerLive, Reply, Request};
 
 /// How often expiry dates are enforced without any change.
 const EXPIRY_CHECK: Duration = Duration::from_secs(30);
+/// How often a server with device rotations under way looks for clients using their new keys.
+const ROTATION_CHECK: Duration = Duration::from_secs(1);
+/// How often the rotation policy is applied.
+const POLICY_CHECK: Duration = Duration::from_secs(3600);
 
 /// What the server shares with its management thread.
 struct Server {
     config: Mutex<ServerConfig>,
-    key: PrivateKey,
     store: Mutex<SqliteStore>,
     engine: Arc<Engine>,
     stop: Arc<AtomicBool>,
+    /// Set by a sync request: the store changed, so rotation upkeep runs at once.
+    changed: AtomicBool,
 }
 
 impl Server {
@@ -46,14 +52,29 @@ impl Server {
         let desired = {
             let config = crate::manage::lock(&self.config);
             let store = crate::manage::lock(&self.store);
-            peers::desired(&config, &self.key, &*store, unix_now())?
+            let key = store.server_key()?.context("the store has lost the server's key")?;
+            peers::desired(&config, &key, &*store, unix_now())?
         };
         peers::apply(&self.engine, desired)
     }
 
+    /// Rotation upkeep (see [`rotation::upkeep`]), then a sync if it changed anything.
+    fn rotation_upkeep(&self, policy: bool) -> Result<rotation::Upkeep> {
+        let handshaken = self.engine.status().peers.iter().filter(|p| p.last_handshake.is_some()).map(|p| p.public_key).collect();
+        let report = {
+            let config = crate::manage::lock(&self.config).clone();
+            let mut store = crate::manage::lock(&self.store);
+            rotation::upkeep(&config, &mut store, &handshaken, unix_now(), policy)?
+        };
+        if report.changed() {
+            self.sync()?;
+        }
+        Ok(report)
+    }
+
     fn handle(&self, req: Request) -> Reply {
         match req {
-            Request::Sync => match self.sync() {
+            Request::Sync => match self.sync().inspect(|_| self.changed.store(true, Ordering::Relaxed)) {
                 Ok(r) => {
                     tracing::info!(added = r.added, removed = r.removed, changed = r.changed, active = r.active, "synced with the store");
                     Reply { synced: Some(r), ..Reply::ok() }
@@ -117,15 +138,13 @@ pub(crate) fn up(config_path: &Path, tuning: Tuning) -> Result<()> {
     init_logging(false);
     let started = Instant::now();
     let config = setup::load_or_create(config_path)?;
-    let mut store = SqliteStore::open(&config.store).with_context(|| format!("cannot open the store {}", config.store.display()))?;
-    let key = match store.server_key()? {
-        Some(k) => k,
-        None => {
-            let k = PrivateKey::generate(&mut OsRng);
-            store.set_server_key(&k, &Actor::local())?;
-            k
-        }
-    };
+    let mut store = crate::manage::open_store(&config)?;
+    if !store.is_unlocked() {
+        anyhow::bail!("{}", vpn_control::store::StoreError::Locked);
+    }
+    if store.server_key()?.is_none() {
+        store.set_server_key(&PrivateKey::generate(&mut OsRng), &Actor::local())?;
+    }
     let ifname = config.interface.clone();
     let mgmt = MgmtServer::bind(&ifname)?;
     let uapi = UapiServer::bind(&ifname).with_context(|| format!("cannot serve the UAPI for {ifname}"))?;
@@ -137,13 +156,29 @@ pub(crate) fn up(config_path: &Path, tuning: Tuning) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let server = Arc::new(Server {
         config: Mutex::new(config.clone()),
-        key,
         store: Mutex::new(store),
         engine: Arc::clone(&engine),
         stop: Arc::clone(&stop),
+        changed: AtomicBool::new(false),
     });
     let report = server.sync()?;
     let ready = started.elapsed();
+    let upkeep = server.rotation_upkeep(true)?;
+    if config.key_rotation_days > 0 || upkeep.pending > 0 {
+        eprintln!(
+            "key rotation: policy {}; {} device key(s) rotated now{}; {} rotation(s) waiting for their clients",
+            if config.key_rotation_days > 0 {
+                format!("every {} days, grace {} days", config.key_rotation_days, config.rotation_grace_days)
+            } else {
+                "off".into()
+            },
+            upkeep.rotated,
+            if upkeep.server_rotated { ", and the server's key" } else { "" },
+            upkeep.pending
+        );
+    }
+    let mut pending_rotations = upkeep.pending;
+    let mut next_deadline = upkeep.next_deadline;
     let uapi = uapi.serve(Arc::new(EngineBackend(Arc::clone(&engine))), Shutdown::new()).context("cannot start the UAPI server")?;
     let handler = Arc::clone(&server);
     let mut mgmt = mgmt.serve(move |req| handler.handle(req))?;
@@ -160,6 +195,8 @@ pub(crate) fn up(config_path: &Path, tuning: Tuning) -> Result<()> {
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, Arc::clone(&hup)).context("cannot install signal handlers")?;
     let mut next_expiry = Instant::now() + EXPIRY_CHECK;
+    let mut next_rotation = Instant::now() + ROTATION_CHECK;
+    let mut next_policy = Instant::now() + POLICY_CHECK;
     let reason = loop {
         if let Some(r) = engine.wait(Duration::from_millis(250)) {
             break format!("{r:?}");
@@ -176,6 +213,27 @@ pub(crate) fn up(config_path: &Path, tuning: Tuning) -> Result<()> {
             if let Err(e) = server.sync() {
                 tracing::warn!(error = %format!("{e:#}"), "periodic sync failed");
             }
+        }
+        if server.changed.swap(false, Ordering::Relaxed) {
+            next_rotation = Instant::now();
+        }
+        if Instant::now() >= next_rotation {
+            let policy = Instant::now() >= next_policy;
+            if policy {
+                next_policy = Instant::now() + POLICY_CHECK;
+            }
+            match server.rotation_upkeep(policy) {
+                Ok(u) => (pending_rotations, next_deadline) = (u.pending, u.next_deadline),
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "key rotation upkeep failed"),
+            }
+            // Look for clients taking their new keys often only while some rotation waits, and
+            // wake at the next deadline; a change made by the CLI meanwhile arrives with its
+            // sync request, which resets this.
+            let mut wait = if pending_rotations > 0 { ROTATION_CHECK } else { EXPIRY_CHECK };
+            if let Some(t) = next_deadline {
+                wait = wait.min(Duration::from_secs(u64::try_from(t - unix_now()).unwrap_or(0).max(1)));
+            }
+            next_rotation = Instant::now() + wait;
         }
     };
     tracing::info!(interface = %ifname, reason, "shutting down");

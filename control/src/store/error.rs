@@ -77,12 +77,47 @@ pub enum StoreError {
         /// The newest version this build can read.
         supported: u32,
     },
+    /// A secret was needed but the store is locked (no passphrase given).
+    #[error(
+        "the store's keys are encrypted and no passphrase was given: put it in the passphrase file (see `passphrase_file` in the config), or set VPN_PASSPHRASE_FILE or VPN_PASSPHRASE"
+    )]
+    Locked,
+    /// A sealed secret or the wrapped data key did not open.
+    #[error("{what} cannot be decrypted: {reason}")]
+    Secret {
+        /// Which secret, e.g. "the private key of device alice/phone".
+        what: String,
+        /// Why (in the message, not repeated as a source).
+        reason: crate::keyring::KeyringError,
+    },
+    /// A device has no private key in the store (imported with its public key only).
+    #[error(
+        "device {0} was imported with its public key only: its private key is on the client, so its config cannot be written here; `vpn device rotate` issues a new full config"
+    )]
+    NoPrivateKey(String),
+    /// A rotation request that does not fit the device's state.
+    #[error("{0}")]
+    Rotation(String),
+    /// An address given for a new device that is not usable.
+    #[error("address {addr} cannot be given to a device: {reason}")]
+    BadAddress {
+        /// The address.
+        addr: std::net::IpAddr,
+        /// Why not.
+        reason: String,
+    },
+    /// An import that does not exist or is not in the expected state.
+    #[error("{0}")]
+    Import(String),
+    /// The file system holding the store is full; the change was not made.
+    #[error("the disk holding the store is full: nothing was changed; free some space and try again")]
+    DiskFull,
     /// Any other SQLite failure.
     #[error("store database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
     /// Creating or securing the database file or its directory failed.
     #[error("store file error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -91,10 +126,21 @@ impl From<rusqlite::Error> for StoreError {
         match &e {
             rusqlite::Error::SqliteFailure(f, _) => match f.code {
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Busy,
+                ErrorCode::DiskFull => StoreError::DiskFull,
                 ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => StoreError::Corrupt(e.to_string()),
                 _ => StoreError::Sqlite(e),
             },
             _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(28) {
+            StoreError::DiskFull
+        } else {
+            StoreError::Io(e)
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The records the store hands out: [`User`], [`Device`], [`DeviceSecrets`], [`AuditEvent`], and
-//! the input [`NewDevice`], plus who made a change ([`Actor`]) and where addresses come from
+//! The records the store hands out: [`User`], [`Device`], [`PendingRotation`], [`DeviceSecrets`],
+//! [`AuditEvent`], and the input [`NewDevice`] ([`NewKeys`], [`NewAddresses`]), plus who made a change ([`Actor`]) and where addresses come from
 //! ([`Pools`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -83,6 +83,24 @@ pub struct Device {
     pub created_at: i64,
     /// When it stops being allowed to connect (Unix seconds), if ever.
     pub expires_at: Option<i64>,
+    /// When its current key pair was made (Unix seconds), for the rotation policy.
+    pub key_created_at: i64,
+    /// Whether the store holds its private key (not for a device imported from a wg-quick
+    /// server config: its private key is only on the client).
+    pub has_private_key: bool,
+    /// A rotation under way, if any.
+    pub rotation: Option<PendingRotation>,
+}
+
+/// A device key rotation under way: the new key pair waits beside the old one until the client
+/// uses it or the deadline passes, whichever comes first; then the old key stops working.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PendingRotation {
+    /// The new public key (base64 when serialized).
+    #[serde(serialize_with = "public_key_base64")]
+    pub public_key: PublicKey,
+    /// When the old key stops working at the latest (Unix seconds).
+    pub rotate_by: i64,
 }
 
 impl Device {
@@ -105,8 +123,9 @@ fn public_key_base64<S: serde::Serializer>(key: &PublicKey, s: S) -> Result<S::O
 /// `[redacted]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceSecrets {
-    /// The device's private key (its configuration's `PrivateKey`).
-    pub private_key: PrivateKey,
+    /// The device's private key (its configuration's `PrivateKey`); `None` for a device imported
+    /// with its public key only.
+    pub private_key: Option<PrivateKey>,
     /// The key shared by the device and the server (`PresharedKey`).
     pub preshared_key: PresharedKey,
 }
@@ -114,7 +133,7 @@ pub struct DeviceSecrets {
 impl DeviceSecrets {
     /// Fresh secrets from a cryptographically secure generator.
     pub fn generate(rng: &mut dyn rand_core::CryptoRngCore) -> DeviceSecrets {
-        DeviceSecrets { private_key: PrivateKey::generate(rng), preshared_key: PresharedKey::generate(rng) }
+        DeviceSecrets { private_key: Some(PrivateKey::generate(rng)), preshared_key: PresharedKey::generate(rng) }
     }
 }
 
@@ -130,7 +149,9 @@ pub struct AuditEvent {
     /// [`Actor::origin`].
     pub origin: String,
     /// What: `user.add`, `user.enable`, `user.disable`, `user.remove`, `device.add`,
-    /// `device.enable`, `device.disable`, `device.remove`, `server.key`.
+    /// `device.enable`, `device.disable`, `device.remove`, `device.rotate`,
+    /// `device.rotate.complete`, `server.key`, `server.key.rotate`, `server.key.retire`,
+    /// `keys.seal`, `keys.passphrase`, `import.start`, `import.finish`, `import.rollback`.
     pub action: String,
     /// On what: a user name, `user/device`, or `server`.
     pub target: String,
@@ -138,8 +159,7 @@ pub struct AuditEvent {
     pub details: serde_json::Value,
 }
 
-/// What [`Store::add_device`](super::Store::add_device) needs; the addresses are allocated by
-/// the store.
+/// What [`Store::add_device`](super::Store::add_device) needs.
 #[derive(Debug)]
 pub struct NewDevice<'a> {
     /// The owner, who must exist.
@@ -148,6 +168,46 @@ pub struct NewDevice<'a> {
     pub name: &'a str,
     /// When it stops being allowed to connect (Unix seconds), if ever.
     pub expires_at: Option<i64>,
-    /// Its keys; the public key is derived from the private key.
-    pub secrets: DeviceSecrets,
+    /// Its keys.
+    pub keys: NewKeys,
+    /// Its addresses.
+    pub addresses: NewAddresses,
+}
+
+impl<'a> NewDevice<'a> {
+    /// A device with fresh `secrets` and addresses allocated from the pools.
+    pub fn generated(user: &'a str, name: &'a str, secrets: DeviceSecrets) -> NewDevice<'a> {
+        NewDevice { user, name, expires_at: None, keys: NewKeys::Full(secrets), addresses: NewAddresses::Allocate }
+    }
+}
+
+/// The keys of a new device.
+#[derive(Debug)]
+pub enum NewKeys {
+    /// Both keys (the public key is derived from the private one). A secrets value without a
+    /// private key is refused.
+    Full(DeviceSecrets),
+    /// The public key only, as in a server's wg-quick config (the client keeps its private
+    /// key); a zero pre-shared key means none.
+    PublicOnly {
+        /// The device's public key.
+        public_key: PublicKey,
+        /// The pre-shared key, all zero for none.
+        preshared_key: PresharedKey,
+    },
+}
+
+/// The addresses of a new device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewAddresses {
+    /// The lowest free host address of each configured pool.
+    Allocate,
+    /// These addresses, which must be free host addresses of the configured pools (at least
+    /// one given, each inside its family's pool).
+    Fixed {
+        /// The IPv4 address.
+        ipv4: Option<Ipv4Addr>,
+        /// The IPv6 address.
+        ipv6: Option<Ipv6Addr>,
+    },
 }

@@ -8,7 +8,7 @@
 //!
 //! Encodings:
 //! - booleans are 0/1, times Unix seconds;
-//! - keys are base64 text (private ones through [`super::secret`]);
+//! - public keys are base64 text; private keys and PSKs are sealed text (see [`super::secret`]);
 //! - an IPv4 address is its 32-bit value, so that a free address is found with an index scan;
 //! - an IPv6 address is two 64-bit halves, `ipv6_hi` and `ipv6_lo`, each stored as
 //!   `half ^ 2^63` reinterpreted as a signed integer: SQLite integers are signed, and this
@@ -59,9 +59,74 @@ const V1: &[&str] = &[
     )",
 ];
 
+/// Schema version 2: keys at rest, rotation and imports.
+///
+/// - `devices.private_key` may be NULL: a device imported from a wg-quick server config has only
+///   its public key here (its private key never left the client);
+/// - `devices.key_created_at`: when the current key pair was made, for the rotation policy;
+/// - `devices.next_*`: a pending rotation: the new key pair, kept beside the old one until the
+///   client uses it or `rotate_by` passes, whichever comes first;
+/// - `imports`: one row per bulk import, and `import_id` on what it added, for resume and
+///   rollback.
+///
+/// SQLite cannot relax a `NOT NULL` in place, so `devices` is rebuilt (nothing references it).
+/// Existing keys stay as they are here; the store seals any plain-text key the first time it is
+/// unlocked (see `super::secret`).
+const V2: &[&str] = &[
+    "CREATE TABLE imports (
+        id          INTEGER PRIMARY KEY,
+        source      TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        total       INTEGER NOT NULL,
+        done        INTEGER NOT NULL DEFAULT 0,
+        state       TEXT NOT NULL CHECK (state IN ('running', 'done', 'rolled_back')),
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        who         TEXT NOT NULL
+    )",
+    "ALTER TABLE users ADD COLUMN import_id INTEGER REFERENCES imports (id) ON DELETE SET NULL",
+    "CREATE TABLE devices_v2 (
+        id                 INTEGER PRIMARY KEY,
+        user_id            INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        name               TEXT NOT NULL,
+        public_key         TEXT NOT NULL UNIQUE,
+        private_key        TEXT,
+        preshared_key      TEXT NOT NULL,
+        ipv4               INTEGER UNIQUE CHECK (ipv4 BETWEEN 0 AND 4294967295),
+        ipv6_hi            INTEGER,
+        ipv6_lo            INTEGER,
+        enabled            INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+        created_at         INTEGER NOT NULL,
+        expires_at         INTEGER,
+        key_created_at     INTEGER NOT NULL,
+        next_public_key    TEXT UNIQUE,
+        next_private_key   TEXT,
+        next_preshared_key TEXT,
+        rotate_by          INTEGER,
+        import_id          INTEGER REFERENCES imports (id) ON DELETE SET NULL,
+        UNIQUE (user_id, name),
+        UNIQUE (ipv6_hi, ipv6_lo),
+        CHECK ((ipv6_hi IS NULL) = (ipv6_lo IS NULL)),
+        CHECK (ipv4 IS NOT NULL OR ipv6_hi IS NOT NULL),
+        CHECK ((next_public_key IS NULL) = (rotate_by IS NULL)),
+        CHECK ((next_public_key IS NULL) = (next_preshared_key IS NULL))
+    )",
+    "INSERT INTO devices_v2 (id, user_id, name, public_key, private_key, preshared_key, ipv4, ipv6_hi, ipv6_lo, enabled,
+                             created_at, expires_at, key_created_at)
+     SELECT id, user_id, name, public_key, private_key, preshared_key, ipv4, ipv6_hi, ipv6_lo, enabled,
+            created_at, expires_at, created_at FROM devices",
+    "DROP TABLE devices",
+    "ALTER TABLE devices_v2 RENAME TO devices",
+    "CREATE INDEX users_import ON users (import_id)",
+    // When the server's key was made, for the rotation policy: its last `server.key` audit row.
+    "INSERT INTO settings (key, value)
+     SELECT 'server_key_created_at', CAST(COALESCE((SELECT MAX(at) FROM audit WHERE action = 'server.key'), strftime('%s', 'now')) AS TEXT)
+     WHERE EXISTS (SELECT 1 FROM settings WHERE key = 'server_private_key')",
+];
+
 /// Every migration, in order: entry `i` takes the schema from version `i` to `i + 1`. Each is a
 /// list of SQL statements.
-pub(crate) const MIGRATIONS: &[&[&str]] = &[V1];
+pub(crate) const MIGRATIONS: &[&[&str]] = &[V1, V2];
 
 /// The schema version this build writes.
 pub(crate) const CURRENT: u32 = MIGRATIONS.len() as u32;

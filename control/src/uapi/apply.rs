@@ -199,6 +199,8 @@ pub fn apply_detailed(config: &InterfaceConfig, req: &SetRequest) -> Result<Appl
     let recreated = std::mem::take(&mut work.recreated);
     let config = InterfaceConfig {
         private_key,
+        // Not part of the UAPI: a `set` leaves a rotation's grace period as it is.
+        retiring_private_key: config.retiring_private_key.clone(),
         listen_port: req.listen_port.unwrap_or(config.listen_port),
         fwmark: req.fwmark.unwrap_or(config.fwmark),
         peers: work.finish(),

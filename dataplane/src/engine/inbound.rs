@@ -85,8 +85,12 @@ fn receive(sh: &Shared, batch: &mut InBatch, datagram: &mut [u8], src: SocketAdd
         Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => queue_data(sh, batch, datagram, src),
         Some(TYPE_COOKIE_REPLY) => queue_handshake(sh, datagram, src),
         Some(_) => {
-            // Initiations and responses must show a valid mac1 before they cost anything more.
-            let valid = sh.table.load().mac1_key.is_some_and(|k| verify_mac1(&k, datagram));
+            // Initiations and responses must show a valid mac1 before they cost anything more: for
+            // the primary identity or, during a key rotation, the retiring one.
+            let table = sh.table.load();
+            let valid = table.mac1_key.is_some_and(|k| verify_mac1(&k, datagram))
+                || table.retiring_mac1_key.is_some_and(|k| verify_mac1(&k, datagram));
+            drop(table);
             if valid {
                 queue_handshake(sh, datagram, src);
             } else {
@@ -238,7 +242,8 @@ fn consume_initiation(sh: &Shared, now: Instant, datagram: &[u8], src: SocketAdd
         let mut device = lock(&sh.device);
         device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
         let pre = device.precheck_handshake(now, src, datagram);
-        (matches!(pre, Ok(None)), device.identity(), sh.sync(&mut device))
+        // The identity the initiation is addressed to (the primary or the retiring one).
+        (matches!(pre, Ok(None)), device.handshake_identity(datagram), sh.sync(&mut device))
     };
     sh.send_all(transmits);
     let (true, Some(identity)) = (proceed, identity) else { return };

@@ -24,7 +24,7 @@
 //!   `sending: DashMap<PeerId, (Arc<Session>, SocketAddr)>` (current session and endpoint per
 //!   peer): written at handshake and roaming rate, read by the packet path without the device
 //!   lock.
-//! - `table: ArcSwap<Table>`: the allowed-IPs trie and the mac1 key, an immutable snapshot
+//! - `table: ArcSwap<Table>`: the allowed-IPs trie and the mac1 keys, an immutable snapshot
 //!   replaced as a whole on every configuration change; the packet path reads it without locking.
 //! - `sockets: ArcSwap<Sockets>`: the bound sockets; replaced when the port changes (readers of the
 //!   old generation exit).
@@ -106,6 +106,8 @@ pub enum StopReason {
 pub(crate) struct Table {
     pub(crate) routes: AllowedIps<PeerId>,
     pub(crate) mac1_key: Option<[u8; 32]>,
+    /// The mac1 key of the retiring identity during a key rotation.
+    pub(crate) retiring_mac1_key: Option<[u8; 32]>,
 }
 
 pub(crate) struct Sockets {
@@ -336,7 +338,8 @@ impl Engine {
         let new_keys: std::collections::HashSet<&PublicKey> = new.peers.iter().map(|p| &p.public_key).collect();
         let now = Instant::now();
         let mut device = lock(&sh.device);
-        device.set_private_key(new.private_key.clone());
+        // Both identities at once, so a rotation (old key becoming the retiring one) keeps sessions.
+        device.set_private_keys(new.private_key.clone(), new.retiring_private_key.clone());
         // Peers gone from the configuration, or re-created.
         for old in &config.peers {
             if !new_keys.contains(&old.public_key) || recreated.contains(&old.public_key) {
@@ -380,7 +383,7 @@ impl Engine {
                 }
             }
         }
-        sh.table.store(Arc::new(Table { routes, mac1_key: device.mac1_key() }));
+        sh.table.store(Arc::new(Table { routes, mac1_key: device.mac1_key(), retiring_mac1_key: device.retiring_mac1_key() }));
         let transmits = sh.sync(&mut device);
         drop(device);
         drop((old_peers, new_keys));
@@ -462,7 +465,7 @@ impl Engine {
         // Destroy keys now rather than when the last reference goes.
         let mut device = lock(&self.shared.device);
         device.clear_peers();
-        device.set_private_key(None);
+        device.set_private_keys(None, None);
         let _ = self.shared.sync(&mut device);
     }
 }

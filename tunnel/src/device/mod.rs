@@ -11,6 +11,17 @@
 //! Every call takes `now` from one monotonic clock; the wall clock is only used, through the
 //! offset given at construction, for TAI64N timestamps and the last-handshake time.
 //!
+//! # Identities
+//!
+//! The device has a primary static identity (its private key) and, while a key rotation's grace
+//! period lasts, optionally a second, retiring one (the previous key), so that peers still
+//! configured with the old public key keep completing handshakes. A handshake message's mac1 is
+//! keyed with the public key its sender believes is ours, so each message is checked against the
+//! primary identity first, then the retiring one, and handled as the one it matches. Each peer
+//! remembers the identity its last valid initiation was addressed to, and handshakes the device
+//! initiates to it use the same; cookies and mac2 are per identity. Without a retiring key,
+//! nothing is checked twice. See [`Device::set_private_keys`].
+//!
 //! # State
 //!
 //! Everything is owned and changed through `&mut self`: the driver serializes calls (the data
@@ -33,7 +44,7 @@ use crate::constants::REKEY_TIMEOUT_JITTER_MAX;
 use crate::load::LoadMonitor;
 use crate::macs::CookieChecker;
 use crate::noise::{PeerKeys, StaticIdentity};
-use crate::peer::{Peer, PeerConfig, PeerId, PeerInfo};
+use crate::peer::{LocalIdentity, Peer, PeerConfig, PeerId, PeerInfo};
 use crate::ratelimit::RateLimiter;
 use crate::session::Session;
 use crate::stats::{DropReason, Stats};
@@ -111,6 +122,8 @@ impl WallClock {
 /// Device-wide state other than the peers, split out so a peer and this can be borrowed together.
 pub(crate) struct Ctx {
     identity: Option<(Arc<StaticIdentity>, CookieChecker)>,
+    /// The retiring identity during a key rotation; never equal to the primary one.
+    retiring: Option<(Arc<StaticIdentity>, CookieChecker)>,
     rng: Box<dyn CryptoRngCore + Send>,
     indices: HashMap<u32, PeerId>,
     clock: WallClock,
@@ -124,6 +137,28 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// The identity handshakes with a peer bound to `which` use: the retiring one while it exists,
+    /// otherwise the primary one. `None` without a primary identity (the device then makes no
+    /// handshake at all).
+    fn identity_for(&self, which: LocalIdentity) -> Option<&Arc<StaticIdentity>> {
+        let (primary, _) = self.identity.as_ref()?;
+        match (which, &self.retiring) {
+            (LocalIdentity::Retiring, Some((retiring, _))) => Some(retiring),
+            _ => Some(primary),
+        }
+    }
+
+    /// Which of our identities has this public key.
+    fn which_identity(&self, public: &PublicKey) -> Option<LocalIdentity> {
+        if self.identity.as_ref().is_some_and(|(id, _)| id.public_key() == public) {
+            Some(LocalIdentity::Primary)
+        } else if self.retiring.as_ref().is_some_and(|(id, _)| id.public_key() == public) {
+            Some(LocalIdentity::Retiring)
+        } else {
+            None
+        }
+    }
+
     fn jitter(&mut self) -> Duration {
         Duration::from_millis(u64::from(self.rng.next_u32()) % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64)
     }
@@ -202,7 +237,11 @@ pub struct Device {
 
 impl std::fmt::Debug for Device {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Device").field("public_key", &self.public_key()).field("peers", &self.peers.len()).finish_non_exhaustive()
+        f.debug_struct("Device")
+            .field("public_key", &self.public_key())
+            .field("retiring_public_key", &self.retiring_public_key())
+            .field("peers", &self.peers.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -213,6 +252,7 @@ impl Device {
         let mut d = Self {
             ctx: Ctx {
                 identity: None,
+                retiring: None,
                 rng,
                 indices: HashMap::new(),
                 clock: WallClock { base: now, unix: unix_now },
@@ -243,9 +283,10 @@ impl Device {
         self.ctx.identity.as_ref().map(|(id, _)| id.mac1_key)
     }
 
-    /// Our static identity, to decrypt the first part of an initiation without holding whatever
-    /// lock guards the device ([`crate::noise::begin_consume_initiation`], then
-    /// [`Device::handle_initiation_stage1`]).
+    /// Our primary static identity, to decrypt the first part of an initiation without holding
+    /// whatever lock guards the device ([`crate::noise::begin_consume_initiation`], then
+    /// [`Device::handle_initiation_stage1`]). While a retiring key is set, use
+    /// [`Device::handshake_identity`] instead, which picks the identity a message is addressed to.
     pub fn identity(&self) -> Option<Arc<StaticIdentity>> {
         self.ctx.identity.as_ref().map(|(id, _)| Arc::clone(id))
     }
@@ -255,26 +296,110 @@ impl Device {
         self.ctx.identity.as_ref().map(|(id, _)| id.private_key())
     }
 
-    /// Sets or removes the private key. Every session and pending handshake is destroyed, and a
-    /// peer whose public key equals the new own public key is removed. Setting the same key again
-    /// changes nothing.
+    /// The retiring private key, if set (see [`Device::set_private_keys`]).
+    pub fn retiring_private_key(&self) -> Option<&PrivateKey> {
+        self.ctx.retiring.as_ref().map(|(id, _)| id.private_key())
+    }
+
+    /// The public key of the retiring identity, if set.
+    pub fn retiring_public_key(&self) -> Option<PublicKey> {
+        self.ctx.retiring.as_ref().map(|(id, _)| *id.public_key())
+    }
+
+    /// The key peers still configured with the retiring public key use for mac1 (for the cheap
+    /// check before queueing, next to [`Device::mac1_key`]).
+    pub fn retiring_mac1_key(&self) -> Option<[u8; 32]> {
+        self.ctx.retiring.as_ref().map(|(id, _)| id.mac1_key)
+    }
+
+    /// The identity a handshake message (an initiation or a response, whole) is addressed to,
+    /// told by its mac1: the primary one, or else the retiring one when its mac1 checks with
+    /// that. For a multithreaded driver, after [`Device::precheck_handshake`] accepted the
+    /// message: with no retiring key set this is the primary identity, without checking mac1
+    /// again. `None` without a private key, or when mac1 matches neither identity.
+    pub fn handshake_identity(&self, datagram: &[u8]) -> Option<Arc<StaticIdentity>> {
+        let (primary, _) = self.ctx.identity.as_ref()?;
+        let Some((retiring, _)) = self.ctx.retiring.as_ref() else { return Some(Arc::clone(primary)) };
+        if crate::macs::verify_mac1(&primary.mac1_key, datagram) {
+            Some(Arc::clone(primary))
+        } else if crate::macs::verify_mac1(&retiring.mac1_key, datagram) {
+            Some(Arc::clone(retiring))
+        } else {
+            None
+        }
+    }
+
+    /// Sets or removes the private key, keeping the retiring key (unless it is the new private
+    /// key, which then stops being a second identity): [`Device::set_private_keys`]. Without a
+    /// retiring key, every session and pending handshake is destroyed, and a peer whose public
+    /// key equals the new own public key is removed. Setting the same key again changes nothing.
     pub fn set_private_key(&mut self, key: Option<PrivateKey>) {
-        if key.as_ref() == self.private_key() {
+        let retiring = self.retiring_private_key().cloned();
+        self.set_private_keys(key, retiring);
+    }
+
+    /// Sets or removes the retiring private key, keeping the primary one:
+    /// [`Device::set_private_keys`].
+    pub fn set_retiring_private_key(&mut self, key: Option<PrivateKey>) {
+        let primary = self.private_key().cloned();
+        self.set_private_keys(primary, key);
+    }
+
+    /// Sets both static identities: the primary private key and, during a key rotation's grace
+    /// period, the retiring one (the previous key), which keeps accepting handshakes from peers
+    /// still configured with its public key. A retiring key equal to the primary one is ignored;
+    /// a retiring key without a primary one is kept but unused (the device answers nothing
+    /// without a private key).
+    ///
+    /// Sessions and the pending handshake of a peer survive when the identity they were made with
+    /// stays (as either key): rotating `(old, None)` to `(new, Some(old))` disturbs no session,
+    /// and every peer keeps using the old identity until it initiates to the new one. Those of a
+    /// peer whose identity is dropped (a changed private key without grace, or the end of the
+    /// grace period) are destroyed and the peer falls back to the primary identity. A peer whose
+    /// public key equals the new own public key is removed. Setting the same keys again changes
+    /// nothing.
+    pub fn set_private_keys(&mut self, primary: Option<PrivateKey>, retiring: Option<PrivateKey>) {
+        let retiring = retiring.filter(|r| primary.as_ref() != Some(r));
+        if primary.as_ref() == self.private_key() && retiring.as_ref() == self.retiring_private_key() {
             return;
         }
-        self.ctx.identity = key.map(|k| {
-            let id = StaticIdentity::new(k);
-            let checker = CookieChecker::new(id.mac1_key, id.cookie_key);
-            (Arc::new(id), checker)
-        });
-        if let Some(own) = self.public_key() {
-            if let Some(id) = self.by_key.get(&own).copied() {
-                let _ = self.remove_peer(id);
+        let (old_primary, old_retiring) = (self.public_key(), self.retiring_public_key());
+        // An identity that stays keeps its derived keys and cookie secret, whichever role it takes.
+        let mut previous = [self.ctx.identity.take(), self.ctx.retiring.take()];
+        let mut identity = |key: PrivateKey| {
+            previous.iter_mut().find_map(|p| p.take_if(|(id, _)| *id.private_key() == key)).unwrap_or_else(|| {
+                let id = StaticIdentity::new(key);
+                let checker = CookieChecker::new(id.mac1_key, id.cookie_key);
+                (Arc::new(id), checker)
+            })
+        };
+        self.ctx.identity = primary.map(&mut identity);
+        self.ctx.retiring = retiring.map(&mut identity);
+        // Identities dropped now are zeroized here (or when a driver lets go of its `Arc`).
+        drop(previous);
+        let (new_primary, new_retiring) = (self.public_key(), self.retiring_public_key());
+        if new_primary != old_primary {
+            if let Some(own) = new_primary {
+                if let Some(id) = self.by_key.get(&own).copied() {
+                    let _ = self.remove_peer(id);
+                }
             }
         }
+        let is_ours = |key: &PublicKey| Some(*key) == new_primary || Some(*key) == new_retiring;
         for (id, peer) in self.peers.iter_mut() {
-            peer.keys.rekey_identity(self.ctx.identity.as_ref().map(|(i, _)| &**i));
-            self.ctx.clear_sessions(*id, peer);
+            let bound = match peer.identity {
+                LocalIdentity::Primary => old_primary,
+                LocalIdentity::Retiring => old_retiring,
+            };
+            peer.identity = match bound {
+                Some(key) if Some(key) == new_primary => LocalIdentity::Primary,
+                Some(key) if Some(key) == new_retiring => LocalIdentity::Retiring,
+                _ => {
+                    self.ctx.clear_sessions(*id, peer);
+                    LocalIdentity::Primary
+                }
+            };
+            peer.keys.retain_static_secrets(is_ours);
         }
         self.schedule.invalidate();
     }

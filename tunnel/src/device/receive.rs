@@ -16,7 +16,7 @@ use super::{Device, Transmit};
 use crate::constants::INITIATION_MIN_INTERVAL;
 use crate::inner;
 use crate::noise::{begin_consume_initiation, consume_response, create_response, InitiationStage1};
-use crate::peer::PeerId;
+use crate::peer::{LocalIdentity, PeerId};
 use crate::session::{Session, SessionError};
 use crate::stats::DropReason;
 use crate::wire::{CookieReply, Initiation, Message, Response, COOKIE_REPLY_LEN, DATA_HEADER_LEN, INITIATION_LEN, RESPONSE_LEN};
@@ -66,7 +66,8 @@ impl From<SessionError> for DropReason {
 }
 
 enum Precheck {
-    Process,
+    /// Go on, handling the message as addressed to this identity.
+    Process(LocalIdentity),
     CookieSent,
 }
 
@@ -108,14 +109,14 @@ impl Device {
                 let receiver_of_cookie = m.sender();
                 match self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), receiver_of_cookie)? {
                     Precheck::CookieSent => Ok(Received::CookieSent),
-                    Precheck::Process => self.consume_initiation(now, src, &m),
+                    Precheck::Process(which) => self.consume_initiation(now, src, &m, which),
                 }
             }
             Message::Response(m) => {
                 let receiver_of_cookie = m.sender();
                 match self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), receiver_of_cookie)? {
                     Precheck::CookieSent => Ok(Received::CookieSent),
-                    Precheck::Process => self.consume_response(now, src, &m),
+                    Precheck::Process(_) => self.consume_response(now, src, &m),
                 }
             }
             Message::CookieReply(m) => self.consume_cookie_reply(now, &m),
@@ -126,7 +127,9 @@ impl Device {
         }
     }
 
-    /// mac1, then under load mac2 (or a cookie reply) and the per-source rate limit.
+    /// mac1, then under load mac2 (or a cookie reply) and the per-source rate limit. mac1 tells
+    /// which of our identities the sender addressed: the primary one is tried first, then the
+    /// retiring one if set; mac2 and cookie replies use that identity's cookie machinery.
     #[allow(clippy::too_many_arguments)]
     fn precheck(
         &mut self,
@@ -139,13 +142,18 @@ impl Device {
         sender: u32,
     ) -> Result<Precheck, DropReason> {
         let ctx = &mut self.ctx;
-        let (_, checker) = ctx.identity.as_mut().ok_or(DropReason::NoPrivateKey)?;
-        if !checker.check_mac1(mac1_input, mac1) {
-            return Err(DropReason::InvalidMac1);
-        }
+        let (_, primary) = ctx.identity.as_mut().ok_or(DropReason::NoPrivateKey)?;
+        let (which, checker) = if primary.check_mac1(mac1_input, mac1) {
+            (LocalIdentity::Primary, primary)
+        } else {
+            match ctx.retiring.as_mut() {
+                Some((_, retiring)) if retiring.check_mac1(mac1_input, mac1) => (LocalIdentity::Retiring, retiring),
+                _ => return Err(DropReason::InvalidMac1),
+            }
+        };
         let (len, cap) = ctx.backlog;
         if !ctx.load.observe(now, len, cap) {
-            return Ok(Precheck::Process);
+            return Ok(Precheck::Process(which));
         }
         if !checker.check_mac2(now, &mut *ctx.rng, &src, mac2_input, mac2) {
             let mut reply = [0u8; COOKIE_REPLY_LEN];
@@ -157,18 +165,24 @@ impl Device {
         if !ctx.ratelimiter.allow(now, src.ip()) {
             return Err(DropReason::RateLimited);
         }
-        Ok(Precheck::Process)
+        Ok(Precheck::Process(which))
     }
 
-    fn consume_initiation(&mut self, now: Instant, src: SocketAddr, m: &Initiation<'_>) -> Result<Received, DropReason> {
-        let (identity, _) = self.ctx.identity.as_ref().ok_or(DropReason::NoPrivateKey)?;
+    fn consume_initiation(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        m: &Initiation<'_>,
+        which: LocalIdentity,
+    ) -> Result<Received, DropReason> {
+        let identity = self.ctx.identity_for(which).ok_or(DropReason::NoPrivateKey)?;
         let stage1 = begin_consume_initiation(identity, m).map_err(|_| DropReason::HandshakeFailed)?;
         self.consume_initiation_stage1(now, src, stage1)
     }
 
     /// A multithreaded driver's split of an initiation: [`Device::precheck_handshake`] under its
-    /// lock (cheap), [`begin_consume_initiation`] with [`Device::identity`] outside it (the
-    /// Diffie-Hellman that junk initiations cost), then this, under the lock again, for the peer
+    /// lock (cheap), [`begin_consume_initiation`] with [`Device::handshake_identity`] outside it
+    /// (the Diffie-Hellman that junk initiations cost), then this, under the lock again, for the peer
     /// lookup, replay and flood checks and the response. Refusals are counted.
     pub fn handle_initiation_stage1(&mut self, now: Instant, src: SocketAddr, stage1: InitiationStage1) -> Result<Received, DropReason> {
         let result = self.consume_initiation_stage1(now, src, stage1);
@@ -188,11 +202,11 @@ impl Device {
         let result = match Message::parse(datagram) {
             Ok(Message::Initiation(m)) => self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), m.sender()),
             Ok(Message::Response(m)) => self.precheck(now, src, m.mac1_input(), m.mac1(), m.mac2_input(), m.mac2(), m.sender()),
-            Ok(_) => Ok(Precheck::Process),
+            Ok(_) => Ok(Precheck::Process(LocalIdentity::Primary)),
             Err(_) => Err(DropReason::Malformed),
         };
         match result {
-            Ok(Precheck::Process) => Ok(None),
+            Ok(Precheck::Process(_)) => Ok(None),
             Ok(Precheck::CookieSent) => Ok(Some(Received::CookieSent)),
             Err(reason) => {
                 self.ctx.stats.count(reason);
@@ -202,9 +216,12 @@ impl Device {
     }
 
     fn consume_initiation_stage1(&mut self, now: Instant, src: SocketAddr, stage1: InitiationStage1) -> Result<Received, DropReason> {
+        // The identity it was addressed to (gone if our keys changed since the first stage).
+        let which = self.ctx.which_identity(stage1.responder()).ok_or(DropReason::HandshakeFailed)?;
         let id = *self.by_key.get(&stage1.remote_static).ok_or(DropReason::UnknownPeer)?;
         let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownPeer)?;
-        peer.keys.ensure_static_secret(self.ctx.identity.as_ref().map(|(i, _)| &**i));
+        // The static-static DH of that identity: `finish` looks it up by our public key.
+        peer.keys.ensure_static_secret(self.ctx.identity_for(which).map(|i| &**i));
         let consumed = stage1.finish(&peer.keys).map_err(|_| DropReason::HandshakeFailed)?;
         if consumed.timestamp <= peer.latest_timestamp {
             return Err(DropReason::ReplayedInitiation);
@@ -214,6 +231,8 @@ impl Device {
         }
         peer.latest_timestamp = consumed.timestamp;
         peer.last_initiation_consumed = Some(now);
+        // Our handshakes to this peer go to the key it knows.
+        peer.identity = which;
         // Their initiation wins over ours: the response to ours would no longer be accepted.
         if let Some(ours) = peer.handshake.take() {
             self.ctx.indices.remove(&ours.local_index);
@@ -246,10 +265,15 @@ impl Device {
     }
 
     fn consume_response(&mut self, now: Instant, src: SocketAddr, m: &Response<'_>) -> Result<Received, DropReason> {
-        let (identity, _) = self.ctx.identity.as_ref().ok_or(DropReason::NoPrivateKey)?;
+        if self.ctx.identity.is_none() {
+            return Err(DropReason::NoPrivateKey);
+        }
         let id = *self.ctx.indices.get(&m.receiver()).ok_or(DropReason::UnknownIndex)?;
         let peer = self.peers.get_mut(&id).ok_or(DropReason::UnknownIndex)?;
         let state = peer.handshake.as_ref().filter(|s| s.local_index == m.receiver()).ok_or(DropReason::UnexpectedResponse)?;
+        // The identity our initiation was sent as.
+        let which = self.ctx.which_identity(state.local_static()).ok_or(DropReason::HandshakeFailed)?;
+        let identity = self.ctx.identity_for(which).ok_or(DropReason::NoPrivateKey)?;
         let keys = consume_response(identity, &peer.keys, state, m).map_err(|_| DropReason::HandshakeFailed)?;
         // The handshake's index now names the session.
         peer.handshake = None;

@@ -120,8 +120,11 @@ pub(super) fn send_initiation(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: I
     if peer.last_handshake_sent.is_some_and(|t| now.saturating_duration_since(t) < REKEY_TIMEOUT) {
         return;
     }
-    peer.keys.ensure_static_secret(ctx.identity.as_ref().map(|(i, _)| &**i));
-    if ctx.identity.is_none() || !peer.keys.can_handshake() {
+    // As the identity the peer last addressed (the primary one unless it still uses the retiring
+    // key during a rotation).
+    let Some(identity) = ctx.identity_for(peer.identity).map(Arc::clone) else { return };
+    peer.keys.ensure_static_secret(Some(&identity));
+    if !peer.keys.can_handshake_as(&identity) {
         return;
     }
     if let Some(old) = peer.handshake.take() {
@@ -130,9 +133,8 @@ pub(super) fn send_initiation(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: I
     let index = ctx.alloc_index(id);
     let ephemeral = PrivateKey::generate(&mut *ctx.rng);
     let timestamp = Tai64N::from_unix(ctx.clock.unix(now));
-    let Some((identity, _)) = ctx.identity.as_ref() else { return };
     let mut msg = [0u8; INITIATION_LEN];
-    match create_initiation(identity, &peer.keys, index, ephemeral, timestamp, &mut msg) {
+    match create_initiation(&identity, &peer.keys, index, ephemeral, timestamp, &mut msg) {
         Ok(state) => peer.handshake = Some(state),
         Err(_) => {
             ctx.indices.remove(&index);
