@@ -24,11 +24,23 @@ impl Actor {
     }
 
     /// The user running this process: `$SUDO_USER` (the person behind `sudo`), else `$USER`, else
-    /// the numeric uid; origin `"cli"`.
+    /// the numeric uid. Origin: `"cli"`, then the terminal it runs on (`on /dev/pts/3`) and the
+    /// SSH client's address (`from 203.0.113.5 (ssh)`) when known.
     pub fn local() -> Actor {
         let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
         let who = var("SUDO_USER").or_else(|| var("USER")).unwrap_or_else(uid);
-        Actor { who, origin: "cli".to_owned() }
+        let mut origin = "cli".to_owned();
+        let tty = ["/proc/self/fd/0", "/proc/self/fd/2"].iter().find_map(|fd| {
+            std::fs::read_link(fd).ok().filter(|p| p.starts_with("/dev/pts") || p.to_string_lossy().starts_with("/dev/tty"))
+        });
+        if let Some(tty) = tty {
+            origin.push_str(&format!(" on {}", tty.display()));
+        }
+        // `SSH_CONNECTION` is "client-address client-port server-address server-port".
+        if let Some(client) = var("SSH_CONNECTION").or_else(|| var("SSH_CLIENT")).and_then(|c| c.split(' ').next().map(str::to_owned)) {
+            origin.push_str(&format!(" from {client} (ssh)"));
+        }
+        Actor { who, origin }
     }
 }
 
