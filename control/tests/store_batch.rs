@@ -2,33 +2,15 @@
 //! checked against the pools, devices may be added with their public key only, and an import is
 //! recorded so that it can be resumed and rolled back exactly.
 
+mod common;
+
+use common::store::{actor, pools, public, secrets};
 use std::net::{IpAddr, Ipv4Addr};
 
 use vpn_control::store::{
-    Actor, Applied, BatchError, Change, DeviceSecrets, NewAddresses, NewDevice, NewKeys, Pools, SqliteStore, Store, StoreError,
+    Applied, BatchError, Change, DeviceSecrets, NewAddresses, NewDevice, NewKeys, Pools, SqliteStore, Store, StoreError,
 };
-use vpn_crypto::{PresharedKey, PrivateKey, PublicKey};
-
-fn actor() -> Actor {
-    Actor::new("tester", "test")
-}
-
-/// Distinct, deterministic secrets for number `n`.
-fn secrets(n: u32) -> DeviceSecrets {
-    let mut k = [0x51u8; 32];
-    k[..4].copy_from_slice(&n.to_be_bytes());
-    let mut p = [0x62u8; 32];
-    p[..4].copy_from_slice(&n.to_be_bytes());
-    DeviceSecrets { private_key: Some(PrivateKey::from_bytes(k)), preshared_key: PresharedKey::from_bytes(p) }
-}
-
-fn public(n: u32) -> PublicKey {
-    secrets(n).private_key.unwrap().public_key()
-}
-
-fn pools() -> Pools {
-    Pools { ipv4: Some("10.8.0.0/24".parse().unwrap()), ipv6: Some("fd00:8::/64".parse().unwrap()) }
-}
+use vpn_crypto::PresharedKey;
 
 fn memory() -> SqliteStore {
     SqliteStore::in_memory().unwrap()

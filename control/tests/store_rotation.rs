@@ -3,36 +3,18 @@
 //! and its retiring key, what `peers::desired` configures meanwhile, and an audit log that never
 //! holds a secret.
 
+mod common;
+
+use common::store::{actor, pools, public, secrets};
 use std::collections::HashSet;
 
 use rand_core::OsRng;
 use vpn_control::keyring::{KdfParams, Passphrase};
 use vpn_control::peers::{allowed_ips, desired};
 use vpn_control::server_config::ServerConfig;
-use vpn_control::store::{Actor, DeviceSecrets, NewDevice, NewKeys, PendingRotation, Pools, SqliteStore, Store, StoreError};
-use vpn_crypto::{PresharedKey, PrivateKey, PublicKey};
+use vpn_control::store::{DeviceSecrets, NewDevice, NewKeys, PendingRotation, SqliteStore, Store, StoreError};
+use vpn_crypto::{PresharedKey, PrivateKey};
 use vpn_dataplane::InterfaceConfig;
-
-fn actor() -> Actor {
-    Actor::new("tester", "test")
-}
-
-/// Distinct, deterministic secrets for number `n`.
-fn secrets(n: u32) -> DeviceSecrets {
-    let mut k = [0x31u8; 32];
-    k[..4].copy_from_slice(&n.to_be_bytes());
-    let mut p = [0x42u8; 32];
-    p[..4].copy_from_slice(&n.to_be_bytes());
-    DeviceSecrets { private_key: Some(PrivateKey::from_bytes(k)), preshared_key: PresharedKey::from_bytes(p) }
-}
-
-fn public(n: u32) -> PublicKey {
-    secrets(n).private_key.unwrap().public_key()
-}
-
-fn pools() -> Pools {
-    Pools { ipv4: Some("10.8.0.0/24".parse().unwrap()), ipv6: Some("fd00:8::/64".parse().unwrap()) }
-}
 
 fn config() -> ServerConfig {
     ServerConfig::generated_default(&mut OsRng, "vpn.example.com".into())

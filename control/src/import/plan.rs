@@ -299,7 +299,12 @@ pub fn plan(file: &WgQuickFile, options: &PlanOptions<'_>) -> Result<Plan, Impor
     let mut warnings = file.notes.clone();
     let (pools, server_addresses) = pools(file, &mut warnings).map_err(ImportError::Invalid)?;
     let iface = &file.interface;
-    let server_key = iface.private_key.as_ref().expect("the reader refuses a file without PrivateKey").value.clone();
+    let Some(server_key) = iface.private_key.as_ref().map(|k| k.value.clone()) else {
+        return Err(ImportError::Invalid(vec![Problem::new(
+            0,
+            "[Interface] has no PrivateKey: the server's key is needed so that clients keep working",
+        )]));
+    };
     let server_public = server_key.public_key();
 
     let mtu = match &iface.mtu {

@@ -1,6 +1,8 @@
 //! Shared test helpers: an in-memory [`Backend`], temporary directories and a tiny UAPI client.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod store;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

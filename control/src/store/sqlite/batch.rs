@@ -114,27 +114,10 @@ fn apply_one(
     import: Option<i64>,
 ) -> Result<Applied, StoreError> {
     match change {
-        Change::AddUser { name } => {
-            names::validate_user(name)?;
-            if user_id(tx, name).is_ok() {
-                return Err(StoreError::UserExists(name.to_owned()));
-            }
-            tx.prepare_cached("INSERT INTO users (name, enabled, created_at, import_id) VALUES (?1, 1, ?2, ?3)")?
-                .execute(params![name, at, import])?;
-            let details = match import {
-                Some(id) => json!({ "import": id }),
-                None => json!({}),
-            };
-            audit(tx, actor, "user.add", name, details, at)?;
-            Ok(Applied::User(User { name: name.to_owned(), enabled: true, created_at: at, devices: 0 }))
-        }
+        Change::AddUser { name } => insert_user(tx, name, actor, at, import).map(Applied::User),
         Change::AddDevice(new) => insert_device(tx, store_keys, new, pools, actor, at, import).map(Applied::Device),
         Change::SetUserEnabled { name, enabled } => {
-            let before = get_user(tx, name)?;
-            tx.prepare_cached("UPDATE users SET enabled = ?1 WHERE name = ?2")?.execute(params![enabled, name])?;
-            let action = if enabled { "user.enable" } else { "user.disable" };
-            audit(tx, actor, action, name, json!({ "changed": before.enabled != enabled }), at)?;
-            Ok(Applied::UserEnabled(User { enabled, ..before.clone() }, before.enabled != enabled))
+            set_user_enabled_in(tx, name, enabled, actor, at).map(|(user, changed)| Applied::UserEnabled(user, changed))
         }
         Change::RemoveUser { name } => {
             let devices = remove_user_in(tx, name, actor, at)?;
@@ -145,6 +128,40 @@ fn apply_one(
             Ok(Applied::ServerKey)
         }
     }
+}
+
+/// Adds an enabled user inside `tx`, with the audit row; `import` marks it as added by that
+/// import.
+pub(super) fn insert_user(tx: &Transaction<'_>, name: &str, actor: &Actor, at: i64, import: Option<i64>) -> Result<User, StoreError> {
+    names::validate_user(name)?;
+    if user_id(tx, name).is_ok() {
+        return Err(StoreError::UserExists(name.to_owned()));
+    }
+    tx.prepare_cached("INSERT INTO users (name, enabled, created_at, import_id) VALUES (?1, 1, ?2, ?3)")?
+        .execute(params![name, at, import])?;
+    let details = match import {
+        Some(id) => json!({ "import": id }),
+        None => json!({}),
+    };
+    audit(tx, actor, "user.add", name, details, at)?;
+    Ok(User { name: name.to_owned(), enabled: true, created_at: at, devices: 0 })
+}
+
+/// Enables or disables a user inside `tx`, with the audit row. Returns the user as it is now and
+/// whether it changed.
+pub(super) fn set_user_enabled_in(
+    tx: &Transaction<'_>,
+    name: &str,
+    enabled: bool,
+    actor: &Actor,
+    at: i64,
+) -> Result<(User, bool), StoreError> {
+    let before = get_user(tx, name)?;
+    tx.prepare_cached("UPDATE users SET enabled = ?1 WHERE name = ?2")?.execute(params![enabled, name])?;
+    let action = if enabled { "user.enable" } else { "user.disable" };
+    let changed = before.enabled != enabled;
+    audit(tx, actor, action, name, json!({ "changed": changed }), at)?;
+    Ok((User { enabled, ..before }, changed))
 }
 
 /// Removes a user and its devices inside `tx`, with the audit row.

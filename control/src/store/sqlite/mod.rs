@@ -42,7 +42,7 @@ use serde_json::{json, Value};
 use vpn_crypto::PrivateKey;
 
 use self::rows::{get_device, get_devices, get_user, user_id, user_row};
-use super::{names, schema, Actor, AuditEvent, Device, DeviceSecrets, NewDevice, Pools, Store, StoreError, User};
+use super::{schema, Actor, AuditEvent, Device, DeviceSecrets, NewDevice, Pools, Store, StoreError, User};
 use crate::audit_log::AuditLog;
 use crate::keyring::DataKey;
 
@@ -255,16 +255,8 @@ impl Store for SqliteStore {
     }
 
     fn add_user(&mut self, name: &str, actor: &Actor) -> Result<User, StoreError> {
-        names::validate_user(name)?;
         let at = now();
-        self.write(|tx| {
-            if user_id(tx, name).is_ok() {
-                return Err(StoreError::UserExists(name.to_owned()));
-            }
-            tx.prepare_cached("INSERT INTO users (name, enabled, created_at) VALUES (?1, 1, ?2)")?.execute(params![name, at])?;
-            audit(tx, actor, "user.add", name, json!({}), at)?;
-            Ok(User { name: name.to_owned(), enabled: true, created_at: at, devices: 0 })
-        })
+        self.write(|tx| batch::insert_user(tx, name, actor, at, None))
     }
 
     fn users(&self) -> Result<Vec<User>, StoreError> {
@@ -281,13 +273,7 @@ impl Store for SqliteStore {
 
     fn set_user_enabled(&mut self, name: &str, enabled: bool, actor: &Actor) -> Result<User, StoreError> {
         let at = now();
-        self.write(|tx| {
-            let before = get_user(tx, name)?;
-            tx.prepare_cached("UPDATE users SET enabled = ?1 WHERE name = ?2")?.execute(params![enabled, name])?;
-            let action = if enabled { "user.enable" } else { "user.disable" };
-            audit(tx, actor, action, name, json!({ "changed": before.enabled != enabled }), at)?;
-            Ok(User { enabled, ..before })
-        })
+        self.write(|tx| batch::set_user_enabled_in(tx, name, enabled, actor, at).map(|(user, _)| user))
     }
 
     fn remove_user(&mut self, name: &str, actor: &Actor) -> Result<Vec<Device>, StoreError> {
