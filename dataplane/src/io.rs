@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Room the engine leaves in front of every packet buffer it hands a [`TunIo`]: a data message
-/// header on the way out, and space for the device's own header (virtio-net) on the way in.
+/// Room the engine leaves in front of every packet buffer it hands [`TunIo::recv_batch`], for
+/// the data message header that is written there when the packet is sealed in place.
 pub const TUN_HEADROOM: usize = 16;
 
 /// Buffers a single TUN read may need: the segments of one 64 KiB super-packet at the smallest
@@ -27,10 +27,9 @@ pub trait TunIo: Send + Sync {
     /// engine then stops). Each buffer must hold `offset` plus the MTU. Implementations keep
     /// reading while packets are ready and at least [`TUN_READ_SEGMENTS`] buffers are left.
     fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize>;
-    /// Writes the packets `bufs[i][offset..]` (each buffer's length marks the packet's end);
-    /// `offset` is at least [`TUN_HEADROOM`]. Packets of one flow may be coalesced (GRO) into one
-    /// write, which uses the buffers' spare capacity and headroom.
-    fn send_batch(&self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()>;
+    /// Writes whole IP packets, in order for each flow. The device may coalesce consecutive
+    /// packets of one flow into one write (GRO), rewriting the first one's headers in place.
+    fn send_batch(&self, packets: &mut [&mut [u8]]) -> io::Result<()>;
     /// The device MTU (the largest inner packet).
     fn mtu(&self) -> usize;
 }
@@ -93,6 +92,18 @@ impl RecvBatch {
         let m = self.meta[i];
         let slot = &mut self.data[i * self.size..(i + 1) * self.size];
         (slot[..m.len].chunks_mut(m.stride), m.source)
+    }
+
+    /// Where the datagrams of slot `i` lie in [`RecvBatch::data_mut`], in order.
+    pub fn datagram_ranges(&self, i: usize) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+        let m = self.meta[i];
+        let (start, end) = (i * self.size, i * self.size + m.len.min(self.size));
+        (start..end).step_by(m.stride.max(1)).map(move |at| at..(at + m.stride).min(end))
+    }
+
+    /// All slots as one buffer.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        &mut self.data
     }
 }
 

@@ -7,6 +7,7 @@
 pub mod allowed_ips;
 pub mod config;
 pub mod engine;
+pub mod gro;
 pub mod io;
 pub mod memory;
 pub mod prefix;

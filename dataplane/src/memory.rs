@@ -2,6 +2,14 @@
 //! process without root: [`MemoryTun`] is a pair of queues, [`MemoryNetwork`] a switch that
 //! delivers datagrams between [`MemoryHost`]s by address. A host can change its address
 //! (roaming) and a network can be told to drop traffic.
+//!
+//! Both recycle their packet buffers through bounded free lists, so that a test can watch the
+//! engine's own allocations: in steady state the twins allocate nothing per packet. The network
+//! does it by itself (a datagram's buffer goes back to the network's free list once the receiver
+//! has copied it out). The TUN twin needs the test's help: buffers from [`MemoryTun::take`] come
+//! back through [`MemoryTun::recycle`], and packets to [`MemoryTun::inject`] can be written into
+//! buffers from [`MemoryTun::buffer`], which hands out the injected ones the engine has read.
+//! Without that help the TUN twin allocates a buffer for every packet the engine writes.
 
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
@@ -16,14 +24,51 @@ use crate::io::{BoundSockets, Network, RecvBatch, RecvMeta, TunIo, UdpIo};
 
 const QUEUE: usize = 4096;
 
+/// Capacity given to a new datagram buffer: a datagram of a 1500-byte path MTU fits, so recycled
+/// buffers rarely need to grow (a larger datagram grows its buffer once, and it stays grown).
+const DATAGRAM_CAPACITY: usize = 2048;
+
+/// A bounded free list of buffers: taking and returning allocate nothing.
+struct FreeList {
+    tx: Sender<Vec<u8>>,
+    rx: Receiver<Vec<u8>>,
+}
+
+impl FreeList {
+    fn new() -> Self {
+        let (tx, rx) = bounded(QUEUE);
+        Self { tx, rx }
+    }
+
+    /// An empty buffer: a recycled one, or a new one with room for `capacity` bytes.
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        match self.rx.try_recv() {
+            Ok(mut buf) => {
+                buf.clear();
+                buf
+            }
+            Err(_) => Vec::with_capacity(capacity),
+        }
+    }
+
+    /// Keeps `buf` for reuse, or frees it when the list is full.
+    fn put(&self, buf: Vec<u8>) {
+        let _ = self.tx.try_send(buf);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A TUN device made of two queues.
+/// A TUN device made of two queues, each with a free list of buffers to recycle.
 pub struct MemoryTun {
     inbound: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
     outbound: (Sender<Vec<u8>>, Receiver<Vec<u8>>),
+    /// Injected buffers the engine has read, for [`MemoryTun::buffer`].
+    inbound_free: FreeList,
+    /// Buffers handed back by [`MemoryTun::recycle`], for the packets the engine writes.
+    outbound_free: FreeList,
     closed: AtomicBool,
     mtu: usize,
 }
@@ -31,17 +76,38 @@ pub struct MemoryTun {
 impl MemoryTun {
     /// A device with this MTU.
     pub fn new(mtu: usize) -> Arc<Self> {
-        Arc::new(Self { inbound: bounded(QUEUE), outbound: bounded(QUEUE), closed: AtomicBool::new(false), mtu })
+        Arc::new(Self {
+            inbound: bounded(QUEUE),
+            outbound: bounded(QUEUE),
+            inbound_free: FreeList::new(),
+            outbound_free: FreeList::new(),
+            closed: AtomicBool::new(false),
+            mtu,
+        })
     }
 
-    /// Hands the engine a packet, as if the host's stack had routed it into the interface.
+    /// Hands the engine a packet, as if the host's stack had routed it into the interface. Once
+    /// the engine has read it, its buffer is kept for [`MemoryTun::buffer`] if it has room for an
+    /// MTU-sized packet (and the free list has room).
     pub fn inject(&self, packet: Vec<u8>) {
         let _ = self.inbound.0.send(packet);
+    }
+
+    /// An empty buffer to write a packet for [`MemoryTun::inject`] into, with room for an
+    /// MTU-sized packet: one the engine has read already, or a new one when there is none.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.inbound_free.take(self.mtu)
     }
 
     /// The next packet the engine wrote to the interface.
     pub fn take(&self, timeout: Duration) -> Option<Vec<u8>> {
         self.outbound.1.recv_timeout(timeout).ok()
+    }
+
+    /// Hands back a buffer from [`MemoryTun::take`], for a later packet the engine writes to
+    /// reuse; kept while the free list has room (as many buffers as the queue holds packets).
+    pub fn recycle(&self, buf: Vec<u8>) {
+        self.outbound_free.put(buf);
     }
 
     /// Removes the interface: the engine's next read fails.
@@ -68,6 +134,10 @@ impl TunIo for MemoryTun {
             room[..len].copy_from_slice(&p[..len]);
             sizes[n] = len;
             n += 1;
+            // Only buffers that hold any packet without growing are worth keeping.
+            if p.capacity() >= self.mtu {
+                self.inbound_free.put(p);
+            }
             if n == bufs.len().min(sizes.len()) {
                 break;
             }
@@ -75,9 +145,13 @@ impl TunIo for MemoryTun {
         Ok(n)
     }
 
-    fn send_batch(&self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()> {
-        for b in bufs.iter() {
-            let _ = self.outbound.0.try_send(b[offset..].to_vec());
+    fn send_batch(&self, packets: &mut [&mut [u8]]) -> io::Result<()> {
+        for p in packets.iter() {
+            let mut buf = self.outbound_free.take(self.mtu.max(p.len()));
+            buf.extend_from_slice(p);
+            if let Err(full) = self.outbound.0.try_send(buf) {
+                self.outbound_free.put(full.into_inner());
+            }
         }
         Ok(())
     }
@@ -89,11 +163,18 @@ impl TunIo for MemoryTun {
 
 type Datagram = (Vec<u8>, SocketAddr);
 
-/// A switch between in-memory hosts.
-#[derive(Default)]
+/// A switch between in-memory hosts. Datagram buffers are recycled: a receiving socket hands
+/// each one back to the network once it has copied the datagram out.
 pub struct MemoryNetwork {
     ports: Mutex<HashMap<SocketAddr, Sender<Datagram>>>,
     down: AtomicBool,
+    free: FreeList,
+}
+
+impl Default for MemoryNetwork {
+    fn default() -> Self {
+        Self { ports: Mutex::default(), down: AtomicBool::new(false), free: FreeList::new() }
+    }
 }
 
 impl MemoryNetwork {
@@ -162,6 +243,7 @@ impl UdpIo for MemoryUdp {
             let len = d.len().min(buf.len());
             buf[..len].copy_from_slice(&d[..len]);
             batch.meta[n] = RecvMeta::single(len, from);
+            self.net.free.put(d);
             n += 1;
             if n == batch.count() {
                 break;
@@ -177,7 +259,11 @@ impl UdpIo for MemoryUdp {
         let from = *lock(&self.addr);
         if let Some(tx) = lock(&self.net.ports).get(&destination) {
             for s in segments {
-                let _ = tx.try_send((s.to_vec(), from));
+                let mut buf = self.net.free.take(DATAGRAM_CAPACITY.max(s.len()));
+                buf.extend_from_slice(s);
+                if let Err(full) = tx.try_send((buf, from)) {
+                    self.net.free.put(full.into_inner().0);
+                }
             }
         }
         Ok(segments.len())

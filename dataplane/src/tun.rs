@@ -4,15 +4,19 @@
 //! With offload on (the default) the device is opened with the virtio-net header and
 //! TUNSETOFFLOAD: the kernel hands us TCP (and, from Linux 6.2, UDP) super-packets of up to
 //! 64 KiB, split here into MTU-sized packets before encryption, and decrypted packets of one flow
-//! are coalesced again (GRO) before they are written. Where the kernel refuses the offloads the
-//! device opens without them.
+//! are coalesced again ([`crate::gro`]) and written with one `writev` each, straight from the
+//! buffers they were decrypted in. Where the kernel refuses the offloads the device opens
+//! without them; where it refuses a coalesced write, coalescing of that kind stops.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, IoSlice, Write as _};
+use std::os::fd::AsFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use tun_rs::{DeviceBuilder, GROTable, InterruptEvent, SyncDevice, VIRTIO_NET_HDR_LEN};
+use tun_rs::{DeviceBuilder, InterruptEvent, SyncDevice, VIRTIO_NET_HDR_LEN};
 
+use crate::gro::{Coalescer, MAX_SEGMENTS};
 use crate::io::{TunIo, TUN_READ_SEGMENTS};
 
 /// TUN transmit queue length (the kernel's default is 500).
@@ -39,7 +43,9 @@ pub struct Tun {
     name: String,
     /// Receives the raw (virtio header + super-packet) read before it is split.
     scratch: Mutex<Vec<u8>>,
-    gro: Mutex<GROTable>,
+    /// The device's file again, for gathered writes (`writev`).
+    writer: File,
+    gro: Mutex<Coalescer>,
 }
 
 impl std::fmt::Debug for Tun {
@@ -74,13 +80,16 @@ impl Tun {
         };
         dev.set_nonblocking(true)?;
         let name = dev.name().unwrap_or_else(|_| name.to_string());
+        let writer = File::from(dev.as_fd().try_clone_to_owned()?);
+        let gro = Coalescer::new(dev.udp_gso());
         Ok(Self {
             dev,
             event: InterruptEvent::new()?,
             mtu: usize::from(mtu),
             name,
             scratch: Mutex::new(vec![0u8; VIRTIO_NET_HDR_LEN + 65_535]),
-            gro: Mutex::new(GROTable::new()),
+            writer,
+            gro: Mutex::new(gro),
         })
     }
 
@@ -108,6 +117,24 @@ impl Tun {
     pub fn interrupt(&self) {
         let _ = self.event.trigger();
     }
+
+    /// One gathered write. Only a vanished device is an error: a full queue or a packet the
+    /// kernel refuses is dropped, as a NIC would (EINVAL is returned for the caller to notice).
+    fn write(&self, iov: &[IoSlice<'_>]) -> io::Result<()> {
+        match (&self.writer).write_vectored(iov) {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBADFD) || refused(&e) => Err(e),
+            Err(e) => {
+                tracing::trace!(error = %e, "TUN write dropped");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The kernel refused this one write (the device is still there).
+fn refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
 }
 
 fn transient(e: &io::Error) -> bool {
@@ -139,17 +166,40 @@ impl TunIo for Tun {
         Ok(total)
     }
 
-    fn send_batch(&self, bufs: &mut [Vec<u8>], offset: usize) -> io::Result<()> {
+    fn send_batch(&self, packets: &mut [&mut [u8]]) -> io::Result<()> {
+        if !self.offload() {
+            for p in packets.iter() {
+                match self.write(&[IoSlice::new(p)]) {
+                    Err(e) if !refused(&e) => return Err(e),
+                    _ => {}
+                }
+            }
+            return Ok(());
+        }
         let mut gro = lock(&self.gro);
-        match self.dev.send_multiple(&mut gro, bufs, offset) {
-            Ok(_) => Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBADFD) => Err(e),
-            // The queue is full, or the kernel refused one packet: drop, as a NIC would.
-            Err(e) => {
-                tracing::trace!(error = %e, "TUN write dropped");
-                Ok(())
+        gro.plan(packets);
+        let mut gave_up = None;
+        for w in gro.writes() {
+            let header = w.header();
+            let mut iov = [IoSlice::new(&[]); MAX_SEGMENTS + 1];
+            iov[0] = IoSlice::new(&header);
+            let mut k = 1;
+            for (slot, piece) in iov[1..].iter_mut().zip(w.pieces(packets)) {
+                *slot = IoSlice::new(piece);
+                k += 1;
+            }
+            match self.write(&iov[..k]) {
+                Ok(()) => {}
+                Err(e) if refused(&e) && w.count() > 1 => gave_up = Some((w.is_udp(), e)),
+                Err(e) if refused(&e) => {}
+                Err(e) => return Err(e),
             }
         }
+        if let Some((udp, e)) = gave_up {
+            tracing::warn!(error = %e, udp, "the kernel refused a coalesced TUN write; writing these packets one by one from now on");
+            gro.disable(udp);
+        }
+        Ok(())
     }
 
     fn mtu(&self) -> usize {

@@ -70,8 +70,17 @@ impl Node {
 
 /// An IPv4 packet (UDP-like payload) from `src` to `dst` carrying `id`, `len` bytes long.
 pub fn ipv4(src: IpAddr, dst: IpAddr, id: u32, len: usize) -> Vec<u8> {
+    let mut p = Vec::with_capacity(len.max(28));
+    ipv4_into(&mut p, src, dst, id, len);
+    p
+}
+
+/// [`ipv4`], written into `p` (whatever it held is replaced), so that a test can reuse buffers;
+/// allocates only when `p` has too little capacity.
+pub fn ipv4_into(p: &mut Vec<u8>, src: IpAddr, dst: IpAddr, id: u32, len: usize) {
     let (IpAddr::V4(s), IpAddr::V4(d)) = (src, dst) else { panic!("IPv4 addresses expected") };
-    let mut p = vec![0u8; len.max(28)];
+    p.clear();
+    p.resize(len.max(28), 0);
     p[0] = 0x45;
     let total = p.len() as u16;
     p[2..4].copy_from_slice(&total.to_be_bytes());
@@ -80,7 +89,6 @@ pub fn ipv4(src: IpAddr, dst: IpAddr, id: u32, len: usize) -> Vec<u8> {
     p[12..16].copy_from_slice(&s.octets());
     p[16..20].copy_from_slice(&d.octets());
     p[24..28].copy_from_slice(&id.to_be_bytes());
-    p
 }
 
 /// Sends `packet` from `a` and waits until `b` has delivered it, resending every 200 ms while

@@ -1,56 +1,60 @@
 //! UDP → TUN, a batch at a time: one receive brings several datagram runs (with UDP GRO, dozens
-//! of datagrams per buffer). Each data message is copied into an outbound TUN buffer and opened
-//! there in place (in parallel on the crypto pool when the batch is long), its inner source
-//! checked against the allowed-IPs snapshot; then the device lock is taken once to account for
-//! the batch, and the batch is written to TUN in arrival order, coalesced by GRO. Handshake
-//! messages with a valid mac1 are queued for the handshake thread; a full queue drops and counts.
+//! of datagrams per buffer). Each data message is opened in place in the receive buffer (in
+//! parallel on the crypto pool when the batch is long), its inner source checked against the
+//! allowed-IPs snapshot; then the device lock is taken once to account for the batch, and the
+//! inner packets are written to TUN from where they were decrypted, in arrival order, coalesced
+//! by GRO: no copy and no allocation per packet. Handshake messages with a valid mac1 are queued
+//! for the handshake thread; a full queue drops and counts.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tun_rs::IDEAL_BATCH_SIZE;
 use vpn_tunnel::macs::verify_mac1;
 use vpn_tunnel::noise::begin_consume_initiation;
 use vpn_tunnel::wire::{Message, DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION};
 use vpn_tunnel::{inner, DropReason, PeerId, RxOutcome, Session};
 
 use super::{lock, routes_to, Shared, Table, HANDSHAKE_QUEUE, POLL};
-use crate::io::{RecvBatch, UdpIo, TUN_HEADROOM};
+use crate::io::{RecvBatch, UdpIo};
 
 /// Receive buffers per socket reader, each large enough for one GRO run (64 KiB).
 const RECV_BUFFERS: usize = 8;
 const RECV_BUFFER_SIZE: usize = 65_536;
 
-/// One data message of the batch, opened in `InBatch::out[i]`.
+/// One data message of the batch, to be opened where it was received.
 struct Job {
     peer: PeerId,
     receiver: u32,
     source: SocketAddr,
     session: Arc<Session>,
-    /// Length of the datagram.
-    len: usize,
+    /// Where the datagram lies in the receive buffers.
+    at: Range<usize>,
     /// After opening: the inner packet's length (0 for a keepalive) or why it was dropped.
     result: Result<usize, DropReason>,
 }
 
-/// The socket reader's buffers, reused for every batch: no allocation per packet.
+/// The socket reader's bookkeeping, reused for every batch: no allocation per packet.
 struct InBatch {
-    out: Vec<Vec<u8>>,
     jobs: Vec<Job>,
     /// Drops decided before opening (unknown receiver index), counted at the next flush.
     unknown: u64,
+    /// Storage for the per-batch views into the receive buffers (empty between batches).
+    views: Vec<&'static mut [u8]>,
 }
-
-/// Capacity of an outbound buffer: a whole coalesced 64 KiB write, since GRO appends a flow's
-/// packets to its first buffer.
-const OUT_CAPACITY: usize = TUN_HEADROOM + 65_536;
 
 impl InBatch {
     fn new() -> Self {
-        // Buffers get their capacity when first used, so an idle interface holds no memory.
-        Self { out: (0..IDEAL_BATCH_SIZE).map(|_| Vec::new()).collect(), jobs: Vec::with_capacity(IDEAL_BATCH_SIZE), unknown: 0 }
+        Self { jobs: Vec::new(), unknown: 0, views: Vec::new() }
     }
+}
+
+/// Reuses a vector's allocation for references of another lifetime (the vector is emptied; an
+/// empty `Vec` collected in place keeps its buffer).
+fn recycle<'b>(mut v: Vec<&mut [u8]>) -> Vec<&'b mut [u8]> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b mut [u8] { unreachable!("the vector is empty") }).collect()
 }
 
 /// Reads one socket until shutdown or until it is replaced by a newer generation.
@@ -61,12 +65,12 @@ pub(super) fn socket_reader(sh: Arc<Shared>, socket: Arc<dyn UdpIo>, generation:
         match socket.recv_batch(&mut rx, POLL) {
             Ok(n) => {
                 for i in 0..n {
-                    let (datagrams, source) = rx.datagrams_mut(i);
-                    for datagram in datagrams {
-                        receive(&sh, &mut batch, datagram, source);
+                    let source = rx.meta[i].source;
+                    for at in rx.datagram_ranges(i) {
+                        receive(&sh, &mut batch, rx.data_mut(), at, source);
                     }
                 }
-                flush(&sh, &mut batch);
+                flush(&sh, &mut batch, rx.data_mut());
             }
             Err(e) => {
                 tracing::warn!(error = %e, "UDP receive failed");
@@ -80,9 +84,10 @@ fn message_type(d: &[u8]) -> Option<u32> {
     d.get(..4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
 }
 
-fn receive(sh: &Shared, batch: &mut InBatch, datagram: &mut [u8], src: SocketAddr) {
+fn receive(sh: &Shared, batch: &mut InBatch, data: &mut [u8], at: Range<usize>, src: SocketAddr) {
+    let datagram = &mut data[at.clone()];
     match message_type(datagram) {
-        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => queue_data(sh, batch, datagram, src),
+        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => queue_data(sh, batch, datagram, at, src),
         Some(TYPE_COOKIE_REPLY) => queue_handshake(sh, datagram, src),
         Some(_) => {
             // Initiations and responses must show a valid mac1 before they cost anything more: for
@@ -110,38 +115,40 @@ fn queue_handshake(sh: &Shared, datagram: &[u8], src: SocketAddr) {
     }
 }
 
-/// Copies a data message into the next outbound buffer, to be opened there at the flush.
-fn queue_data(sh: &Shared, batch: &mut InBatch, datagram: &[u8], src: SocketAddr) {
+/// Notes a data message, to be opened in place at the flush.
+fn queue_data(sh: &Shared, batch: &mut InBatch, datagram: &[u8], at: Range<usize>, src: SocketAddr) {
     let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
     let Some((peer, session)) = sh.sessions.get(&receiver).map(|e| e.value().clone()) else {
         batch.unknown += 1;
         return;
     };
-    let k = batch.jobs.len();
-    // The message's header fills the headroom, so the plaintext starts at TUN_HEADROOM.
-    const _: () = assert!(DATA_HEADER_LEN == TUN_HEADROOM);
-    let out = &mut batch.out[k];
-    out.clear();
-    out.reserve_exact(OUT_CAPACITY);
-    out.extend_from_slice(datagram);
-    batch.jobs.push(Job { peer, receiver, source: src, session, len: datagram.len(), result: Ok(0) });
-    if batch.jobs.len() == batch.out.len() {
-        flush(sh, batch);
-    }
+    batch.jobs.push(Job { peer, receiver, source: src, session, at, result: Ok(0) });
 }
 
-/// Opens the queued data messages, accounts for them under one device lock, and writes the
-/// good ones to TUN in arrival order.
-fn flush(sh: &Shared, batch: &mut InBatch) {
+/// Opens the queued data messages in `data` (the receive buffers), accounts for them under one
+/// device lock, and writes the good ones to TUN in arrival order.
+fn flush(sh: &Shared, batch: &mut InBatch, data: &mut [u8]) {
     if batch.jobs.is_empty() && batch.unknown == 0 {
         return;
     }
     let now = Instant::now();
     let n = batch.jobs.len();
+    // A view of each message; the jobs are in buffer order and do not overlap.
+    let mut views = recycle(std::mem::take(&mut batch.views));
+    let mut rest = data;
+    let mut consumed = 0;
+    for job in &batch.jobs {
+        let tail = std::mem::take(&mut rest);
+        let (_, tail) = tail.split_at_mut(job.at.start - consumed);
+        let (message, tail) = tail.split_at_mut(job.at.len());
+        views.push(message);
+        rest = tail;
+        consumed = job.at.end;
+    }
     {
         let table = sh.table.load();
         let table: &Table = &table;
-        sh.crypto.for_each_mut(&mut batch.out[..n], &mut batch.jobs[..], |_, buf, job| {
+        sh.crypto.for_each_mut(&mut views[..], &mut batch.jobs[..], |_, buf, job| {
             job.result = open(now, table, buf, job);
         });
     }
@@ -169,7 +176,7 @@ fn flush(sh: &Shared, batch: &mut InBatch) {
                 device.count_drop(reason);
             }
             if job.result.is_ok() {
-                bytes += job.len as u64;
+                bytes += job.at.len() as u64;
             }
             i += 1;
         }
@@ -184,21 +191,23 @@ fn flush(sh: &Shared, batch: &mut InBatch) {
     }
     let transmits = sh.sync(&mut device);
     drop(device);
-    // Keep the packets to deliver, in order.
+    // Keep the inner packets to deliver, in order.
     let mut w = 0;
     for r in 0..n {
         if let Ok(len @ 1..) = batch.jobs[r].result {
-            batch.out[r].truncate(TUN_HEADROOM + len);
-            batch.out.swap(w, r);
+            let message = std::mem::take(&mut views[r]);
+            views[w] = &mut message[DATA_HEADER_LEN..DATA_HEADER_LEN + len];
             w += 1;
         }
     }
+    views.truncate(w);
     batch.jobs.clear();
     if w > 0 {
-        if let Err(e) = sh.tun.send_batch(&mut batch.out[..w], TUN_HEADROOM) {
+        if let Err(e) = sh.tun.send_batch(&mut views) {
             tracing::debug!(error = %e, "TUN write failed");
         }
     }
+    batch.views = recycle(views);
     sh.send_all(transmits);
 }
 
@@ -209,7 +218,7 @@ fn open(now: Instant, table: &Table, buf: &mut [u8], job: &Job) -> Result<usize,
     if plain_len == 0 {
         return Ok(0);
     }
-    let p = inner::parse(&buf[TUN_HEADROOM..TUN_HEADROOM + plain_len]).map_err(|_| DropReason::InvalidInnerPacket)?;
+    let p = inner::parse(&buf[DATA_HEADER_LEN..DATA_HEADER_LEN + plain_len]).map_err(|_| DropReason::InvalidInnerPacket)?;
     if !routes_to(table, p.source, job.peer) {
         return Err(DropReason::DisallowedSource);
     }
@@ -259,4 +268,22 @@ fn consume_initiation(sh: &Shared, now: Instant, datagram: &[u8], src: SocketAdd
     let transmits = sh.sync(&mut device);
     drop(device);
     sh.send_all(transmits);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recycle;
+
+    #[test]
+    fn recycled_views_keep_their_allocation() {
+        let mut data = [0u8; 64];
+        let mut views: Vec<&mut [u8]> = Vec::with_capacity(32);
+        views.extend(data.chunks_mut(8));
+        let (ptr, capacity) = (views.as_ptr() as usize, views.capacity());
+        let stored: Vec<&'static mut [u8]> = recycle(views);
+        assert!(stored.is_empty());
+        assert_eq!((stored.as_ptr() as usize, stored.capacity()), (ptr, capacity));
+        let again: Vec<&mut [u8]> = recycle(stored);
+        assert_eq!((again.as_ptr() as usize, again.capacity()), (ptr, capacity));
+    }
 }
