@@ -91,6 +91,15 @@ basic_iperf() {
     rev=$(iperf_run "$NS_A" "$INNER4_B" -R) || fail "iperf3 $(impl_label "$peer") -> vpn failed"
     local pl; pl=$(impl_label "$peer"); [[ $peer == vpn ]] && pl="vpn (peer)"
     note "vpn -> $pl: $fwd Gbit/s; $pl -> vpn: $rev Gbit/s (TCP, 3 s, IPv4)"
+    # TCP over inner IPv6 too: the segmentation offloads and the TUN write coalescing have their
+    # own IPv6 paths (TCPV6 super-packets).
+    log "+ iperf3 server in $NS_B on $INNER6_B"
+    ip netns exec "$NS_B" timeout -k 2 60 iperf3 -s -B "$INNER6_B" -p 5202 >"$SCN_DIR/iperf3-server6.log" 2>&1 &
+    register_pid "$!"
+    wait_until 5 bash -c "ip netns exec '$NS_B' ss -Hltn 'sport = :5202' | grep -q LISTEN" || fail "iperf3 IPv6 server did not start"
+    fwd=$(iperf_run "$NS_A" "$INNER6_B" -p 5202) || fail "iperf3 over IPv6 vpn -> $(impl_label "$peer") failed"
+    rev=$(iperf_run "$NS_A" "$INNER6_B" -p 5202 -R) || fail "iperf3 over IPv6 $(impl_label "$peer") -> vpn failed"
+    note "vpn -> $pl: $fwd Gbit/s; $pl -> vpn: $rev Gbit/s (TCP, 3 s, IPv6)"
     # Packets of one flow stay in order through the tunnel (iperf3 numbers its datagrams).
     local ooo
     ooo=$(udp_out_of_order "$NS_A" "$INNER4_B") || fail "UDP iperf3 $(impl_label "$peer") -> vpn failed"
