@@ -1,12 +1,15 @@
 //! The results of `vpn bench`: a table per metric (median per implementation, its ratio to the
-//! reference implementation `vpn` and the reference's ratio to it, all samples), or with
-//! `--json` one machine-readable object with every sample, so that CI can compute its own guards.
+//! reference implementation `vpn` and the reference's ratio to it, all samples), then the crypto
+//! ceiling measured at the start of each round (see [`super::ceiling`]) and vpn's one-stream TCP
+//! throughput as a share of its median; or with `--json` one machine-readable object with every
+//! sample (the ceiling under `"crypto_ceiling"`), so that CI can compute its own guards.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::{json, Map, Value};
 
+use super::ceiling::{Ceiling, PACKET_BYTES};
 use super::measure::median;
 use super::Settings;
 
@@ -125,6 +128,8 @@ pub(crate) struct Report<'a> {
     pub(crate) machine: &'a Machine,
     pub(crate) settings: &'a Settings,
     pub(crate) impls: &'a [ImplResult],
+    /// The crypto ceiling, one sample per round.
+    pub(crate) ceiling: &'a [Ceiling],
     pub(crate) skipped: &'a [(String, String)],
     pub(crate) errors: &'a [String],
 }
@@ -160,6 +165,65 @@ impl Report<'_> {
     /// The reference implementation: `vpn` when measured, otherwise the first one.
     fn reference(&self) -> Option<&ImplResult> {
         self.impls.iter().find(|i| i.name == "vpn").or_else(|| self.impls.first())
+    }
+
+    /// The samples of one field of the crypto ceiling.
+    fn ceiling_samples(&self, field: fn(&Ceiling) -> f64) -> Vec<f64> {
+        self.ceiling.iter().map(field).collect()
+    }
+
+    /// The median of one field of the crypto ceiling.
+    fn ceiling_median(&self, field: fn(&Ceiling) -> f64) -> Option<f64> {
+        median(&mut self.ceiling_samples(field))
+    }
+
+    /// vpn's one-stream TCP medians, A→B and B→A, as fractions of the median crypto ceiling;
+    /// `None` when vpn was not measured.
+    pub(crate) fn vpn_tcp1_share(&self) -> Option<(Option<f64>, Option<f64>)> {
+        let vpn = self.impls.iter().find(|i| i.name == "vpn")?;
+        let ceiling = self.ceiling_median(|c| c.gbps);
+        Some((ratio(vpn.median(Metric::Tcp1Ab), ceiling), ratio(vpn.median(Metric::Tcp1Ba), ceiling)))
+    }
+
+    /// The crypto ceiling section of the table: empty when it was not measured.
+    fn ceiling_table(&self) -> String {
+        let mut out = String::new();
+        if self.ceiling.is_empty() {
+            return out;
+        }
+        let _ = writeln!(
+            out,
+            "\nCrypto ceiling: {} cores sealing and opening {PACKET_BYTES}-byte packets, nothing else [Gbit/s]",
+            self.machine.nproc
+        );
+        let samples = self.ceiling_samples(|c| c.gbps).iter().map(|x| fmt_num(*x)).collect::<Vec<_>>().join(" ");
+        let gb = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| fmt_num(v / 1e9));
+        let _ = writeln!(out, "  median {}   samples {samples}", self.ceiling_median(|c| c.gbps).map_or_else(|| "-".to_string(), fmt_num));
+        let _ = writeln!(
+            out,
+            "  per core (medians): seal {} GB/s, open {} GB/s",
+            gb(self.ceiling_median(|c| c.seal_bytes_per_s)),
+            gb(self.ceiling_median(|c| c.open_bytes_per_s))
+        );
+        if let Some((ab, ba)) = self.vpn_tcp1_share() {
+            let pct = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{:.1} %", v * 100.0));
+            let _ = writeln!(out, "vpn TCP 1 stream as a share of the crypto ceiling: A→B {}, B→A {}", pct(ab), pct(ba));
+        }
+        out
+    }
+
+    /// The `"crypto_ceiling"` object of the JSON report.
+    fn ceiling_json(&self) -> Value {
+        let field = |f: fn(&Ceiling) -> f64| json!({ "samples": self.ceiling_samples(f), "median": self.ceiling_median(f) });
+        let (ab, ba) = self.vpn_tcp1_share().unwrap_or((None, None));
+        json!({
+            "cores": self.machine.nproc,
+            "packet_bytes": PACKET_BYTES,
+            "seal_bytes_per_s_per_core": field(|c| c.seal_bytes_per_s),
+            "open_bytes_per_s_per_core": field(|c| c.open_bytes_per_s),
+            "gbps": field(|c| c.gbps),
+            "vpn_tcp1_share": { "ab": ab, "ba": ba },
+        })
     }
 
     /// Checks that vpn's one-stream TCP medians are at least `min` times `other`'s, each
@@ -230,6 +294,7 @@ impl Report<'_> {
                 );
             }
         }
+        out.push_str(&self.ceiling_table());
         if !self.errors.is_empty() {
             let _ = writeln!(out, "\nerrors ({}):", self.errors.len());
             for e in self.errors {
@@ -283,8 +348,89 @@ impl Report<'_> {
             "reference": reference.map(|r| r.name),
             "order": self.impls.iter().map(|i| i.name).collect::<Vec<_>>(),
             "implementations": impls,
+            "crypto_ceiling": self.ceiling_json(),
             "skipped": self.skipped.iter().map(|(n, why)| json!({ "implementation": n, "reason": why })).collect::<Vec<_>>(),
             "errors": self.errors,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings { rounds: 2, seconds: 2, streams: 4, udp_rate: "1G".into(), pings: 20, peers: 0, clk_tck: 100.0 }
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            nproc: 4,
+            cpu_model: "test CPU".into(),
+            kernel: "6.0".into(),
+            date: "2024-01-01T00:00:00Z".into(),
+            loadavg: "0 0 0".into(),
+        }
+    }
+
+    fn imp(name: &'static str, ab: &[f64], ba: &[f64]) -> ImplResult {
+        let samples = BTreeMap::from([(Metric::Tcp1Ab, ab.to_vec()), (Metric::Tcp1Ba, ba.to_vec())]);
+        ImplResult { name, binary: format!("/bin/{name}"), version: "1".into(), samples }
+    }
+
+    fn ceilings() -> Vec<Ceiling> {
+        // Medians: seal 1 GB/s, open 3 GB/s, 20 Gbit/s.
+        [(1e9, 3e9, 20.0), (0.5e9, 2e9, 10.0), (2e9, 4e9, 30.0)]
+            .map(|(seal_bytes_per_s, open_bytes_per_s, gbps)| Ceiling { seal_bytes_per_s, open_bytes_per_s, gbps })
+            .to_vec()
+    }
+
+    #[test]
+    fn ceiling_and_vpn_share_in_table_and_json() {
+        let (m, s, c) = (machine(), settings(), ceilings());
+        let impls = [imp("vpn", &[9.0, 10.0, 11.0], &[8.0]), imp("boringtun", &[3.0], &[3.0])];
+        let r = Report { machine: &m, settings: &s, impls: &impls, ceiling: &c, skipped: &[], errors: &[] };
+        assert_eq!(r.vpn_tcp1_share(), Some((Some(0.5), Some(0.4))));
+
+        let t = r.table();
+        assert!(t.contains("Crypto ceiling: 4 cores sealing and opening 1420-byte packets, nothing else [Gbit/s]"), "{t}");
+        assert!(t.contains("  median 20.00   samples 20.00 10.00 30.00"), "{t}");
+        assert!(t.contains("  per core (medians): seal 1.000 GB/s, open 3.000 GB/s"), "{t}");
+        assert!(t.contains("vpn TCP 1 stream as a share of the crypto ceiling: A→B 50.0 %, B→A 40.0 %"), "{t}");
+        // After the per-metric tables.
+        assert!(t.find("Crypto ceiling").unwrap() > t.find("TCP, 1 stream, B→A").unwrap());
+
+        let j = r.json();
+        let cc = &j["crypto_ceiling"];
+        assert_eq!(cc["cores"], 4);
+        assert_eq!(cc["packet_bytes"], 1420);
+        assert_eq!(cc["gbps"]["median"], 20.0);
+        assert_eq!(cc["gbps"]["samples"], json!([20.0, 10.0, 30.0]));
+        assert_eq!(cc["seal_bytes_per_s_per_core"]["median"], 1e9);
+        assert_eq!(cc["open_bytes_per_s_per_core"]["median"], 3e9);
+        assert_eq!(cc["vpn_tcp1_share"], json!({ "ab": 0.5, "ba": 0.4 }));
+        // The existing keys are still there.
+        assert_eq!(j["implementations"]["vpn"]["metrics"]["tcp1_ab_gbps"]["median"], 10.0);
+        assert_eq!(j["reference"], "vpn");
+    }
+
+    #[test]
+    fn no_share_without_vpn_and_no_section_without_samples() {
+        let (m, s, c) = (machine(), settings(), ceilings());
+        let impls = [imp("boringtun", &[3.0], &[3.0])];
+        let r = Report { machine: &m, settings: &s, impls: &impls, ceiling: &c, skipped: &[], errors: &[] };
+        assert_eq!(r.vpn_tcp1_share(), None);
+        let t = r.table();
+        assert!(t.contains("Crypto ceiling: 4 cores"), "{t}");
+        assert!(!t.contains("share of the crypto ceiling"), "{t}");
+        assert_eq!(r.json()["crypto_ceiling"]["vpn_tcp1_share"], json!({ "ab": null, "ba": null }));
+
+        let impls = [imp("vpn", &[9.0], &[])];
+        let r = Report { machine: &m, settings: &s, impls: &impls, ceiling: &[], skipped: &[], errors: &[] };
+        assert_eq!(r.vpn_tcp1_share(), Some((None, None)));
+        assert!(!r.table().contains("Crypto ceiling"));
+        let j = r.json();
+        assert_eq!(j["crypto_ceiling"]["gbps"], json!({ "samples": [], "median": null }));
+        assert_eq!(j["crypto_ceiling"]["vpn_tcp1_share"], json!({ "ab": null, "ba": null }));
     }
 }
