@@ -4,7 +4,8 @@
 #    its output goes to a pipe that the caller reads to the end, and the daemon keeps running;
 #  - a second daemon for the same interface fails and leaves the first one working;
 #  - it exits, removing its socket and interface, on SIGTERM, when the interface is deleted and
-#    when the socket file is removed.
+#    when the socket file is removed;
+#  - the TUN transmit queue is 4000 packets, or VPN_TUN_QUEUE_LEN.
 
 register_lifecycle() {
     scenario "daemon life cycle: vpn daemon (detach, SIGTERM, interface or socket removed)" lifecycle vpn
@@ -59,6 +60,10 @@ lifecycle() {
     # 1. Detach; a second daemon for the same interface fails; SIGTERM.
     ifn=$(if_name 1)
     start_detached "$impl" "$ns" "$ifn"
+    if [[ $UNDER_TEST == vpn ]]; then
+        # The TUN transmit queue: 4000 packets unless told otherwise (step 2).
+        ip -n "$ns" link show "$ifn" | grep -q "qlen 4000" || fail "$ifn does not have the default transmit queue of 4000 packets"
+    fi
     must wg set "$ifn" listen-port 41001 private-key "$(keyfile l "$(genkey)")"
     log "+ a second daemon for $ifn (must fail)"
     # shellcheck disable=SC2046
@@ -73,9 +78,12 @@ lifecycle() {
     kill -TERM "$DPID"
     expect_gone "$ns" "$ifn" "$DPID" "SIGTERM"
 
-    # 2. The interface is deleted.
+    # 2. The interface is deleted (and the queue length comes from VPN_TUN_QUEUE_LEN).
     ifn=$(if_name 2)
-    start_detached "$impl" "$ns" "$ifn"
+    VPN_TUN_QUEUE_LEN=321 start_detached "$impl" "$ns" "$ifn"
+    if [[ $UNDER_TEST == vpn ]]; then
+        ip -n "$ns" link show "$ifn" | grep -q "qlen 321" || fail "VPN_TUN_QUEUE_LEN=321 did not set $ifn's transmit queue"
+    fi
     must ip -n "$ns" link del "$ifn"
     expect_gone "$ns" "$ifn" "$DPID" "ip link del $ifn"
 

@@ -33,15 +33,20 @@ pub(crate) struct Args {
 }
 
 /// Data-path switches. `vpnd` keeps wireguard-go's command line, so they also come from the
-/// environment: `VPN_TUN_OFFLOAD`, `VPN_UDP_GSO`, `VPN_UDP_GRO` (`on`/`off`) and
-/// `VPN_CRYPTO_THREADS` (a number; 0 keeps all crypto on the reader threads).
+/// environment: `VPN_TUN_OFFLOAD`, `VPN_UDP_GSO`, `VPN_UDP_GRO` (`on`/`off`),
+/// `VPN_CRYPTO_THREADS` (a number; 0 keeps all crypto on the reader threads) and
+/// `VPN_TUN_QUEUE_LEN` (the TUN transmit queue, in packets).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tuning {
     pub(crate) tun_offload: bool,
     pub(crate) udp_gso: bool,
     pub(crate) udp_gro: bool,
     pub(crate) crypto_threads: Option<usize>,
+    pub(crate) tun_queue_len: u32,
 }
+
+/// The range `VPN_TUN_QUEUE_LEN` and `--tun-queue-len` accept.
+pub(crate) const TUN_QUEUE_LEN_RANGE: std::ops::RangeInclusive<u32> = 16..=100_000;
 
 impl Tuning {
     /// The defaults (every offload on, crypto threads by CPU count), changed by the environment.
@@ -63,12 +68,28 @@ impl Tuning {
                     .with_context(|| format!("VPN_CRYPTO_THREADS={v:?} is not a thread count: use a number from 0 to 64"))?,
             ),
         };
+        let tun_queue_len = match std::env::var("VPN_TUN_QUEUE_LEN") {
+            Err(_) => vpn_dataplane::tun::DEFAULT_TX_QUEUE_LEN,
+            Ok(v) => v.trim().parse::<u32>().ok().filter(|n| TUN_QUEUE_LEN_RANGE.contains(n)).with_context(|| {
+                format!(
+                    "VPN_TUN_QUEUE_LEN={v:?} is not a queue length: use a number of packets from {} to {}",
+                    TUN_QUEUE_LEN_RANGE.start(),
+                    TUN_QUEUE_LEN_RANGE.end()
+                )
+            })?,
+        };
         Ok(Self {
             tun_offload: switch("VPN_TUN_OFFLOAD")?,
             udp_gso: switch("VPN_UDP_GSO")?,
             udp_gro: switch("VPN_UDP_GRO")?,
             crypto_threads,
+            tun_queue_len,
         })
+    }
+
+    /// How to open the TUN device.
+    pub(crate) fn tun_options(&self) -> TunOptions {
+        TunOptions { offload: self.tun_offload, queue_len: self.tun_queue_len }
     }
 }
 
@@ -193,8 +214,8 @@ fn serve(ifname: &str, tuning: Tuning, report_ready: bool) -> Result<()> {
     // Claim the UAPI socket first: a live daemon for this interface makes us refuse before we
     // touch the interface.
     let server = UapiServer::bind(ifname).with_context(|| format!("cannot serve the UAPI for {ifname}"))?;
-    let tun = Tun::open_with(ifname, DEFAULT_MTU, TunOptions { offload: tuning.tun_offload })
-        .with_context(|| format!("cannot create the TUN interface {ifname}"))?;
+    let tun =
+        Tun::open_with(ifname, DEFAULT_MTU, tuning.tun_options()).with_context(|| format!("cannot create the TUN interface {ifname}"))?;
     let (tso, uso) = (tun.offload(), tun.udp_offload());
     let net = SystemNetwork::new(UdpOptions { gso: tuning.udp_gso, gro: tuning.udp_gro });
     let options = EngineOptions { crypto_threads: tuning.crypto_threads };

@@ -101,6 +101,10 @@ struct TuningArgs {
     /// [env: VPN_CRYPTO_THREADS].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=64))]
     crypto_threads: Option<u16>,
+    /// TUN transmit queue in packets: room for the packets that wait while the reader has no
+    /// core (default 4000) [env: VPN_TUN_QUEUE_LEN].
+    #[arg(long, value_name = "PACKETS", value_parser = clap::value_parser!(u32).range(16..=100_000))]
+    tun_queue_len: Option<u32>,
 }
 
 impl TuningArgs {
@@ -112,6 +116,9 @@ impl TuningArgs {
         t.udp_gro &= !self.no_udp_gro;
         if let Some(n) = self.crypto_threads {
             t.crypto_threads = Some(usize::from(n));
+        }
+        if let Some(n) = self.tun_queue_len {
+            t.tun_queue_len = n;
         }
         Ok(t)
     }

@@ -21,7 +21,7 @@ use vpn_control::server_config::ServerConfig;
 use vpn_control::store::{Actor, SqliteStore, Store};
 use vpn_control::uapi::{Shutdown, UapiServer};
 use vpn_crypto::PrivateKey;
-use vpn_dataplane::tun::{Tun, TunOptions};
+use vpn_dataplane::tun::Tun;
 use vpn_dataplane::udp::{SystemNetwork, UdpOptions};
 use vpn_dataplane::{Engine, EngineOptions};
 
@@ -148,8 +148,8 @@ pub(crate) fn up(config_path: &Path, tuning: Tuning) -> Result<()> {
     let ifname = config.interface.clone();
     let mgmt = MgmtServer::bind(&ifname)?;
     let uapi = UapiServer::bind(&ifname).with_context(|| format!("cannot serve the UAPI for {ifname}"))?;
-    let tun = Tun::open_with(&ifname, config.mtu, TunOptions { offload: tuning.tun_offload })
-        .with_context(|| format!("cannot create the TUN interface {ifname}"))?;
+    let tun =
+        Tun::open_with(&ifname, config.mtu, tuning.tun_options()).with_context(|| format!("cannot create the TUN interface {ifname}"))?;
     let net = SystemNetwork::new(UdpOptions { gso: tuning.udp_gso, gro: tuning.udp_gro });
     let engine = Arc::new(Engine::start_with(Arc::new(tun), Arc::new(net), EngineOptions { crypto_threads: tuning.crypto_threads })?);
     let host = setup::HostSetup::apply(&config)?;
