@@ -46,7 +46,17 @@ pub(crate) struct Tuning {
 }
 
 /// The range `VPN_TUN_QUEUE_LEN` and `--tun-queue-len` accept.
-pub(crate) const TUN_QUEUE_LEN_RANGE: std::ops::RangeInclusive<u32> = 16..=100_000;
+const TUN_QUEUE_LEN_RANGE: std::ops::RangeInclusive<u32> = 16..=100_000;
+
+/// Parses a TUN queue length (`VPN_TUN_QUEUE_LEN`, `--tun-queue-len`) within
+/// [`TUN_QUEUE_LEN_RANGE`].
+pub(crate) fn parse_tun_queue_len(s: &str) -> Result<u32, String> {
+    let range = TUN_QUEUE_LEN_RANGE;
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| range.contains(n))
+        .ok_or_else(|| format!("{s:?} is not a queue length: use a number of packets from {} to {}", range.start(), range.end()))
+}
 
 impl Tuning {
     /// The defaults (every offload on, crypto threads by CPU count), changed by the environment.
@@ -70,13 +80,7 @@ impl Tuning {
         };
         let tun_queue_len = match std::env::var("VPN_TUN_QUEUE_LEN") {
             Err(_) => vpn_dataplane::tun::DEFAULT_TX_QUEUE_LEN,
-            Ok(v) => v.trim().parse::<u32>().ok().filter(|n| TUN_QUEUE_LEN_RANGE.contains(n)).with_context(|| {
-                format!(
-                    "VPN_TUN_QUEUE_LEN={v:?} is not a queue length: use a number of packets from {} to {}",
-                    TUN_QUEUE_LEN_RANGE.start(),
-                    TUN_QUEUE_LEN_RANGE.end()
-                )
-            })?,
+            Ok(v) => parse_tun_queue_len(v.trim()).map_err(|e| anyhow::anyhow!("VPN_TUN_QUEUE_LEN={e}"))?,
         };
         Ok(Self {
             tun_offload: switch("VPN_TUN_OFFLOAD")?,

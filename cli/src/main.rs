@@ -103,7 +103,7 @@ struct TuningArgs {
     crypto_threads: Option<u16>,
     /// TUN transmit queue in packets: room for the packets that wait while the reader has no
     /// core (default 4000) [env: VPN_TUN_QUEUE_LEN].
-    #[arg(long, value_name = "PACKETS", value_parser = clap::value_parser!(u32).range(16..=100_000))]
+    #[arg(long, value_name = "PACKETS", value_parser = daemon::parse_tun_queue_len)]
     tun_queue_len: Option<u32>,
 }
 

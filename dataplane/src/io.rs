@@ -87,14 +87,8 @@ impl RecvBatch {
         self.data.chunks_exact_mut(self.size)
     }
 
-    /// The datagrams that arrived in slot `i` (split by the GRO stride), with their sender.
-    pub fn datagrams_mut(&mut self, i: usize) -> (std::slice::ChunksMut<'_, u8>, SocketAddr) {
-        let m = self.meta[i];
-        let slot = &mut self.data[i * self.size..(i + 1) * self.size];
-        (slot[..m.len].chunks_mut(m.stride), m.source)
-    }
-
-    /// Where the datagrams of slot `i` lie in [`RecvBatch::data_mut`], in order.
+    /// Where the datagrams of slot `i` (split by the GRO stride) lie in [`RecvBatch::data_mut`],
+    /// in order; their sender is `meta[i].source`.
     pub fn datagram_ranges(&self, i: usize) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
         let m = self.meta[i];
         let (start, end) = (i * self.size, i * self.size + m.len.min(self.size));

@@ -187,9 +187,10 @@ mod tests {
             let n = b.sockets[0].recv_batch(&mut batch, Duration::from_secs(2)).unwrap();
             assert!(n > 0, "datagrams arrive");
             for i in 0..n {
-                let (datagrams, source) = batch.datagrams_mut(i);
-                assert_eq!(source.port(), a.port);
-                got.extend(datagrams.map(|d| d.to_vec()));
+                assert_eq!(batch.meta[i].source.port(), a.port);
+                for at in batch.datagram_ranges(i) {
+                    got.push(batch.data_mut()[at].to_vec());
+                }
             }
         }
         assert_eq!(got, segs);
