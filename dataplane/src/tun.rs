@@ -48,8 +48,8 @@ pub struct Tun {
     event: InterruptEvent,
     mtu: usize,
     name: String,
-    /// Receives the raw (virtio header + super-packet) read before it is split.
-    scratch: Mutex<Vec<u8>>,
+    /// The reader's state: the raw (virtio header + super-packet) read before it is split.
+    reader: Mutex<Reader>,
     /// The device's file again, for gathered writes (`writev`).
     writer: File,
     gro: Mutex<Coalescer>,
@@ -59,6 +59,16 @@ impl std::fmt::Debug for Tun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tun").field("name", &self.name).field("mtu", &self.mtu).field("offload", &self.offload()).finish()
     }
+}
+
+/// What the reader keeps between batches.
+struct Reader {
+    /// Receives the raw (virtio header + super-packet) read before it is split.
+    scratch: Vec<u8>,
+    /// Whether the next batch starts with a read rather than a poll: after a batch that ended
+    /// full, with packets still queued, a poll would be a system call for nothing. After one
+    /// that emptied the queue, the poll comes first (a read would most likely fail).
+    read_first: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,7 +104,7 @@ impl Tun {
             event: InterruptEvent::new()?,
             mtu: usize::from(mtu),
             name,
-            scratch: Mutex::new(vec![0u8; VIRTIO_NET_HDR_LEN + 65_535]),
+            reader: Mutex::new(Reader { scratch: vec![0u8; VIRTIO_NET_HDR_LEN + 65_535], read_first: false }),
             writer,
             gro: Mutex::new(gro),
         })
@@ -125,6 +135,15 @@ impl Tun {
         let _ = self.event.trigger();
     }
 
+    /// Waits up to `timeout` for a packet (or for [`Tun::interrupt`]); false when none came.
+    fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        match self.dev.wait_readable_intr_timeout(&self.event, Some(timeout)) {
+            Ok(()) => Ok(true),
+            Err(e) if transient(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One gathered write. Only a vanished device is an error: a full queue or a packet the
     /// kernel refuses is dropped, as a NIC would (EINVAL is returned for the caller to notice).
     fn write(&self, iov: &[IoSlice<'_>]) -> io::Result<()> {
@@ -150,18 +169,25 @@ fn transient(e: &io::Error) -> bool {
 
 impl TunIo for Tun {
     fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize> {
-        match self.dev.wait_readable_intr_timeout(&self.event, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if transient(&e) => return Ok(0),
-            Err(e) => return Err(e),
+        let mut reader = lock(&self.reader);
+        let Reader { scratch, read_first } = &mut *reader;
+        let mut waited = !std::mem::take(read_first);
+        if waited && !self.wait(timeout)? {
+            return Ok(0);
         }
-        let mut scratch = lock(&self.scratch);
         let mut total = 0;
         // Keep reading while packets are ready and a whole super-packet still fits.
         while total == 0 || bufs.len() - total >= TUN_READ_SEGMENTS {
-            match self.dev.recv_multiple(&mut scratch, &mut bufs[total..], &mut sizes[total..], offset) {
+            match self.dev.recv_multiple(scratch, &mut bufs[total..], &mut sizes[total..], offset) {
                 Ok(n) => total += n,
-                Err(e) if transient(&e) => break,
+                Err(e) if transient(&e) && (total > 0 || waited) => return Ok(total),
+                // Read first and found nothing: wait after all.
+                Err(e) if transient(&e) => {
+                    if !self.wait(timeout)? {
+                        return Ok(0);
+                    }
+                    waited = true;
+                }
                 // EINVAL consumed one packet the kernel could not hand over (an unexpected GSO
                 // type): drop it. Any other OS error means the device is gone. Anything else is
                 // a super-packet that could not be split (bad header): drop it, as a NIC would.
@@ -170,6 +196,8 @@ impl TunIo for Tun {
                 Err(e) => tracing::debug!(error = %e, "dropped a TUN packet that could not be split"),
             }
         }
+        // Stopped with the batch full: packets are probably still queued.
+        *read_first = true;
         Ok(total)
     }
 

@@ -9,7 +9,7 @@ mod batch;
 use std::io::{self, IoSlice};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,11 +53,27 @@ struct Udp {
     socket: UdpSocket,
     v6: bool,
     gso: AtomicBool,
+    /// The receive timeout set on the socket (SO_RCVTIMEO), in milliseconds; 0 while none is.
+    read_timeout_ms: AtomicU64,
+}
+
+impl Udp {
+    /// Makes a blocking receive give up after `timeout` (at least 1 ms); a system call only when
+    /// the timeout changes.
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        let ms = timeout.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
+        if self.read_timeout_ms.load(Ordering::Relaxed) != ms {
+            self.socket.set_read_timeout(Some(Duration::from_millis(ms)))?;
+            self.read_timeout_ms.store(ms, Ordering::Relaxed);
+        }
+        Ok(())
+    }
 }
 
 impl UdpIo for Udp {
     fn recv_batch(&self, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize> {
-        let n = batch::recv_batch(self.socket.as_raw_fd(), batch, timeout)?;
+        self.set_read_timeout(timeout)?;
+        let n = batch::recv_batch(self.socket.as_raw_fd(), batch)?;
         for m in &mut batch.meta[..n] {
             m.source = canonical(m.source);
         }
@@ -134,7 +150,7 @@ fn open(addr: SocketAddr, fwmark: u32, options: UdpOptions) -> io::Result<Udp> {
     if options.gro {
         let _ = batch::set_int_option(fd, libc::SOL_UDP, batch::UDP_GRO, 1);
     }
-    Ok(Udp { socket: s.into(), v6: addr.is_ipv6(), gso: AtomicBool::new(gso) })
+    Ok(Udp { socket: s.into(), v6: addr.is_ipv6(), gso: AtomicBool::new(gso), read_timeout_ms: AtomicU64::new(0) })
 }
 
 fn local_port(s: &UdpSocket) -> io::Result<u16> {

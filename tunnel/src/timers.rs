@@ -79,10 +79,11 @@ impl Timers {
         *self = Timers::default();
     }
 
-    /// A data packet (not a keepalive) was sent.
-    pub fn data_sent(&mut self, now: Instant, jitter: Duration) {
+    /// A data packet (not a keepalive) was sent. `jitter` is only drawn when the timer is armed,
+    /// not for every packet of a flow (with the OS RNG a draw is a system call).
+    pub fn data_sent(&mut self, now: Instant, jitter: impl FnOnce() -> Duration) {
         if self.new_handshake.is_none() {
-            self.new_handshake = Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter);
+            self.new_handshake = Some(now + KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + jitter());
         }
     }
 
@@ -160,8 +161,9 @@ mod tests {
         let t0 = crate::test_instant();
         let mut t = Timers::default();
         assert_eq!(t.next_deadline(), None);
-        t.data_sent(t0, Duration::from_millis(100));
-        t.data_sent(t0 + Duration::from_secs(3), Duration::ZERO); // already armed: unchanged
+        t.data_sent(t0, || Duration::from_millis(100));
+        // Already armed: unchanged, and no jitter drawn.
+        t.data_sent(t0 + Duration::from_secs(3), || unreachable!("jitter drawn for an armed timer"));
         assert_eq!(t.next_deadline(), Some(t0 + Duration::from_millis(15_100)));
         t.any_authenticated_packet_received();
         assert_eq!(t.next_deadline(), None);

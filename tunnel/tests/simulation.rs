@@ -5,9 +5,11 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use vpn_crypto::{PrivateKey, Tai64N};
 use vpn_tunnel::constants::*;
@@ -55,8 +57,37 @@ struct Sent {
     len: usize,
 }
 
+/// A device's RNG that counts the draws made from it.
+struct CountingRng {
+    inner: ChaCha20Rng,
+    draws: Arc<AtomicU64>,
+}
+
+impl RngCore for CountingRng {
+    fn next_u32(&mut self) -> u32 {
+        self.draws.fetch_add(1, Ordering::Relaxed);
+        self.inner.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.draws.fetch_add(1, Ordering::Relaxed);
+        self.inner.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.draws.fetch_add(1, Ordering::Relaxed);
+        self.inner.fill_bytes(dest)
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
+        self.draws.fetch_add(1, Ordering::Relaxed);
+        self.inner.try_fill_bytes(dest)
+    }
+}
+
+impl CryptoRng for CountingRng {}
+
 struct Node {
     dev: Device,
+    /// Draws made from `dev`'s RNG so far.
+    draws: Arc<AtomicU64>,
     addr: SocketAddr,
     peer: PeerId,
     /// Inner packets delivered (payload sequence numbers).
@@ -95,13 +126,14 @@ impl Sim {
         let t0 = origin();
         let addrs: [SocketAddr; 2] = ["192.0.2.1:51820".parse().unwrap(), "192.0.2.2:51820".parse().unwrap()];
         let mk = |i: usize| {
-            let rng = Box::new(ChaCha20Rng::seed_from_u64(seed * 10 + i as u64));
+            let draws = Arc::new(AtomicU64::new(0));
+            let rng = Box::new(CountingRng { inner: ChaCha20Rng::seed_from_u64(seed * 10 + i as u64), draws: Arc::clone(&draws) });
             let mut dev = Device::new(Some(key(i as u8 + 1)), rng, t0, UNIX_START);
             let mut cfg = PeerConfig::new(key(2 - i as u8).public_key());
             cfg.endpoint = Some(addrs[1 - i]);
             cfg.persistent_keepalive = keepalive[i];
             let peer = dev.add_peer(cfg).unwrap();
-            Node { dev, addr: addrs[i], peer, delivered: Vec::new() }
+            Node { dev, draws, addr: addrs[i], peer, delivered: Vec::new() }
         };
         Sim {
             t0,
@@ -369,6 +401,28 @@ fn new_handshake_fifteen_seconds_after_unanswered_data() {
     assert_eq!(inits.len(), 2, "{inits:?}");
     let wait = inits[1] - sent_at;
     assert!(wait >= KEEPALIVE_TIMEOUT + REKEY_TIMEOUT && wait < KEEPALIVE_TIMEOUT + REKEY_TIMEOUT + REKEY_TIMEOUT_JITTER_MAX, "{wait:?}");
+}
+
+#[test]
+fn data_both_ways_draws_nothing_from_the_rng() {
+    // A flow and its answers, like TCP data and ACKs: every packet received disarms the
+    // new-handshake timer and the next one sent re-arms it with a fresh jitter. That jitter must
+    // not come from the device's RNG (the OS RNG costs a system call per draw).
+    let mut sim = Sim::new(12, [0, 0]);
+    sim.send(0, 0, 100);
+    sim.run_until(secs(1.0));
+    assert_eq!(sim.nodes[1].delivered, vec![0], "no session after 1 s");
+    let before: Vec<u64> = sim.nodes.iter().map(|n| n.draws.load(Ordering::Relaxed)).collect();
+    for k in 1..=1000u32 {
+        sim.send(0, k, 1200);
+        sim.send(1, 100_000 + k, 60);
+        sim.run_until(secs(1.0) + Duration::from_millis(5 * u64::from(k)));
+    }
+    sim.run_until(secs(7.0));
+    assert_eq!(sim.nodes[1].delivered.len(), 1001);
+    assert_eq!(sim.nodes[0].delivered.len(), 1000);
+    let after: Vec<u64> = sim.nodes.iter().map(|n| n.draws.load(Ordering::Relaxed)).collect();
+    assert_eq!(after, before, "draws from the device RNG during 2,000 data packets");
 }
 
 #[test]

@@ -13,7 +13,6 @@ use std::io::{self, IoSlice};
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
-use std::time::Duration;
 
 use crate::io::{RecvBatch, RecvMeta};
 
@@ -108,18 +107,6 @@ fn parse_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<
     }
 }
 
-/// Waits up to `timeout` for `fd` to become readable.
-fn wait_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-    let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
-    // SAFETY: one live pollfd.
-    match cvt(unsafe { libc::poll(&mut pfd, 1, ms) }) {
-        Ok(n) => Ok(n > 0),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 /// The GRO segment size in a received message's control data, if any.
 fn gro_stride(hdr: &libc::msghdr) -> Option<usize> {
     // SAFETY: the CMSG_* walkers stay within msg_control/msg_controllen, which the kernel set.
@@ -136,11 +123,10 @@ fn gro_stride(hdr: &libc::msghdr) -> Option<usize> {
     None
 }
 
-/// Receives up to `batch.bufs.len()` (at most 16) datagram runs; 0 on timeout.
-pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, timeout: Duration) -> io::Result<usize> {
-    if !wait_readable(fd, timeout)? {
-        return Ok(0);
-    }
+/// Receives up to `batch.bufs.len()` (at most 16) datagram runs; 0 on timeout. Blocks for the
+/// first run up to the socket's receive timeout (SO_RCVTIMEO), then takes only what is already
+/// there: one system call, no poll before it.
+pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     let n = batch.count().min(MAX_RECV);
     // SAFETY: plain C structs for which all-zero is a valid value.
     let mut names: [libc::sockaddr_storage; MAX_RECV] = unsafe { zeroed() };
@@ -161,7 +147,7 @@ pub(crate) fn recv_batch(fd: RawFd, batch: &mut RecvBatch, timeout: Duration) ->
     }
     // SAFETY: every header points at live buffers of the stated sizes, owned by this frame or by
     // `batch`, none of which moves during the call.
-    let got = match cvt(unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut()) }) {
+    let got = match cvt(unsafe { libc::recvmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_WAITFORONE, std::ptr::null_mut()) }) {
         Ok(got) => got as usize,
         Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => return Ok(0),
         // ICMP errors from earlier sends surface here; they say nothing about this socket.

@@ -125,6 +125,8 @@ pub(crate) struct Ctx {
     /// The retiring identity during a key rotation; never equal to the primary one.
     retiring: Option<(Arc<StaticIdentity>, CookieChecker)>,
     rng: Box<dyn CryptoRngCore + Send>,
+    /// State of the rekey jitter generator (see [`Ctx::jitter`]).
+    jitter_state: u64,
     indices: HashMap<u32, PeerId>,
     clock: WallClock,
     mtu: usize,
@@ -159,8 +161,17 @@ impl Ctx {
         }
     }
 
+    /// Rekey jitter, up to [`REKEY_TIMEOUT_JITTER_MAX`]. It is no secret and is drawn at packet
+    /// rate (a data packet sent after one received re-arms the new-handshake timer), so it comes
+    /// from a small generator (SplitMix64) seeded once from the device's RNG rather than from that
+    /// RNG, which for the OS RNG is a system call per draw.
     fn jitter(&mut self) -> Duration {
-        Duration::from_millis(u64::from(self.rng.next_u32()) % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64)
+        self.jitter_state = self.jitter_state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.jitter_state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        Duration::from_millis(z % REKEY_TIMEOUT_JITTER_MAX.as_millis() as u64)
     }
 
     fn alloc_index(&mut self, peer: PeerId) -> u32 {
@@ -248,12 +259,14 @@ impl std::fmt::Debug for Device {
 impl Device {
     /// A device with an optional private key. `now` and `unix_now` are the same moment on the
     /// monotonic clock and as time since the UNIX epoch; `rng` must be cryptographically secure.
-    pub fn new(private_key: Option<PrivateKey>, rng: Box<dyn CryptoRngCore + Send>, now: Instant, unix_now: Duration) -> Self {
+    pub fn new(private_key: Option<PrivateKey>, mut rng: Box<dyn CryptoRngCore + Send>, now: Instant, unix_now: Duration) -> Self {
+        let jitter_state = rng.next_u64();
         let mut d = Self {
             ctx: Ctx {
                 identity: None,
                 retiring: None,
                 rng,
+                jitter_state,
                 indices: HashMap::new(),
                 clock: WallClock { base: now, unix: unix_now },
                 mtu: DEFAULT_MTU,

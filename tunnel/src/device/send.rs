@@ -96,8 +96,7 @@ pub(super) fn after_send(ctx: &mut Ctx, id: PeerId, peer: &mut Peer, now: Instan
         peer.timers.any_authenticated_packet_traversal(now, peer.persistent_keepalive);
         peer.timers.any_authenticated_packet_sent();
         if sent_data {
-            let j = ctx.jitter();
-            peer.timers.data_sent(now, j);
+            peer.timers.data_sent(now, || ctx.jitter());
         }
         keep_key_fresh_sending(ctx, id, peer, now);
     }
