@@ -3,8 +3,9 @@
 //! parallel on the crypto pool when the batch is long), its inner source checked against the
 //! allowed-IPs snapshot; then the device lock is taken once to account for the batch, and the
 //! inner packets are written to TUN from where they were decrypted, in arrival order, coalesced
-//! by GRO: no copy and no allocation per packet. Handshake messages with a valid mac1 are queued
-//! for the handshake thread; a full queue drops and counts.
+//! by GRO: no copy and no allocation per packet. Handshake messages with a valid mac1, and
+//! cookie replies of the exact length, are queued for the handshake thread; a full queue drops
+//! and counts.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -13,7 +14,7 @@ use std::time::Instant;
 
 use vpn_tunnel::macs::verify_mac1;
 use vpn_tunnel::noise::begin_consume_initiation;
-use vpn_tunnel::wire::{Message, DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION};
+use vpn_tunnel::wire::{Message, COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION};
 use vpn_tunnel::{inner, DropReason, PeerId, RxOutcome, Session};
 
 use super::{lock, routes_to, Shared, Table, HANDSHAKE_QUEUE, POLL};
@@ -84,12 +85,38 @@ fn message_type(d: &[u8]) -> Option<u32> {
     d.get(..4).map(|t| u32::from_le_bytes([t[0], t[1], t[2], t[3]]))
 }
 
+/// Where a received datagram goes first, from its type and length alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// A data message: opened on this thread.
+    Data,
+    /// A cookie reply of the right length: to the handshake queue (it is authenticated there,
+    /// against the handshake it answers).
+    CookieReply,
+    /// Anything else: an initiation or response with a valid mac1 is queued, the rest is
+    /// classified and counted by the device.
+    CheckMac1,
+    /// Too short to have a type.
+    Malformed,
+}
+
+fn route_of(datagram: &[u8]) -> Route {
+    match message_type(datagram) {
+        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => Route::Data,
+        // Only the exact length is queued: the queue holds a copy of each message, and a
+        // datagram of another length (up to 64 KiB) can be no cookie reply.
+        Some(TYPE_COOKIE_REPLY) if datagram.len() == COOKIE_REPLY_LEN => Route::CookieReply,
+        Some(_) => Route::CheckMac1,
+        None => Route::Malformed,
+    }
+}
+
 fn receive(sh: &Shared, batch: &mut InBatch, data: &mut [u8], at: Range<usize>, src: SocketAddr) {
     let datagram = &mut data[at.clone()];
-    match message_type(datagram) {
-        Some(TYPE_DATA) if datagram.len() >= DATA_MIN_LEN => queue_data(sh, batch, datagram, at, src),
-        Some(TYPE_COOKIE_REPLY) => queue_handshake(sh, datagram, src),
-        Some(_) => {
+    match route_of(datagram) {
+        Route::Data => queue_data(sh, batch, datagram, at, src),
+        Route::CookieReply => queue_handshake(sh, datagram, src),
+        Route::CheckMac1 => {
             // Initiations and responses must show a valid mac1 before they cost anything more: for
             // the primary identity or, during a key rotation, the retiring one.
             let table = sh.table.load();
@@ -105,7 +132,7 @@ fn receive(sh: &Shared, batch: &mut InBatch, data: &mut [u8], at: Range<usize>, 
                 let _ = sh.sync(&mut device);
             }
         }
-        None => lock(&sh.device).count_drop(DropReason::Malformed),
+        Route::Malformed => lock(&sh.device).count_drop(DropReason::Malformed),
     }
 }
 
@@ -272,7 +299,8 @@ fn consume_initiation(sh: &Shared, now: Instant, datagram: &[u8], src: SocketAdd
 
 #[cfg(test)]
 mod tests {
-    use super::recycle;
+    use super::*;
+    use vpn_tunnel::wire::{INITIATION_LEN, RESPONSE_LEN, TYPE_RESPONSE};
 
     #[test]
     fn recycled_views_keep_their_allocation() {
@@ -285,5 +313,31 @@ mod tests {
         assert_eq!((stored.as_ptr() as usize, stored.capacity()), (ptr, capacity));
         let again: Vec<&mut [u8]> = recycle(stored);
         assert_eq!((again.as_ptr() as usize, again.capacity()), (ptr, capacity));
+    }
+
+    fn datagram(kind: u32, len: usize) -> Vec<u8> {
+        let mut d = vec![0u8; len];
+        d[..4.min(len)].copy_from_slice(&kind.to_le_bytes()[..4.min(len)]);
+        d
+    }
+
+    #[test]
+    fn only_whole_cookie_replies_are_queued() {
+        assert_eq!(route_of(&datagram(TYPE_COOKIE_REPLY, COOKIE_REPLY_LEN)), Route::CookieReply);
+        for len in [4, 63, 65, 148, 1500, 65_000] {
+            assert_eq!(route_of(&datagram(TYPE_COOKIE_REPLY, len)), Route::CheckMac1, "cookie reply of {len} bytes");
+        }
+    }
+
+    #[test]
+    fn routes_by_type_and_length() {
+        assert_eq!(route_of(&datagram(TYPE_DATA, DATA_MIN_LEN)), Route::Data);
+        assert_eq!(route_of(&datagram(TYPE_DATA, 1452)), Route::Data);
+        assert_eq!(route_of(&datagram(TYPE_DATA, DATA_MIN_LEN - 1)), Route::CheckMac1);
+        assert_eq!(route_of(&datagram(TYPE_INITIATION, INITIATION_LEN)), Route::CheckMac1);
+        assert_eq!(route_of(&datagram(TYPE_RESPONSE, RESPONSE_LEN)), Route::CheckMac1);
+        assert_eq!(route_of(&datagram(7, 100)), Route::CheckMac1);
+        assert_eq!(route_of(&[1, 0, 0]), Route::Malformed);
+        assert_eq!(route_of(&[]), Route::Malformed);
     }
 }
