@@ -24,14 +24,25 @@ pub trait TunIo: Send + Sync {
     /// Reads one batch into `bufs`: packet `i` is `bufs[i][offset..offset + sizes[i]]`. Returns
     /// the number of packets, 0 when nothing arrived within `timeout`. A segmentation-offload
     /// super-packet is split here into MTU-sized packets. An error means the device is gone (the
-    /// engine then stops). Each buffer must hold `offset` plus the MTU. Implementations keep
+    /// engine then stops). Each buffer should hold `offset` plus the MTU: a packet that does not
+    /// fit is reported with `sizes[i]` past the end of its buffer, or dropped here, and the
+    /// implementation's [`TunIo::mtu`] then says how large the buffers need to be. Implementations keep
     /// reading while packets are ready and at least [`TUN_READ_SEGMENTS`] buffers are left.
     fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize>;
     /// Writes whole IP packets, in order for each flow. The device may coalesce consecutive
     /// packets of one flow into one write (GRO), rewriting the first one's headers in place.
     fn send_batch(&self, packets: &mut [&mut [u8]]) -> io::Result<()>;
-    /// The device MTU (the largest inner packet).
+    /// The device MTU (the largest inner packet) as last seen. It can change while the engine
+    /// runs (`ip link set mtu`): an implementation notices when a packet does not fit the buffers
+    /// it was given (that packet is reported with its whole length, longer than its buffer, and
+    /// dropped by the engine) and whenever [`TunIo::refresh_mtu`] is called.
     fn mtu(&self) -> usize;
+    /// Asks the device for its MTU now and returns it (what [`TunIo::mtu`] says from then on).
+    /// The engine calls this about once a second. Default: [`TunIo::mtu`], for devices whose MTU
+    /// is known without asking.
+    fn refresh_mtu(&self) -> usize {
+        self.mtu()
+    }
 }
 
 /// Where one received datagram run came from. With UDP GRO, one receive buffer holds several

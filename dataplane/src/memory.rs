@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ pub struct MemoryTun {
     /// Buffers handed back by [`MemoryTun::recycle`], for the packets the engine writes.
     outbound_free: FreeList,
     closed: AtomicBool,
-    mtu: usize,
+    mtu: AtomicUsize,
 }
 
 impl MemoryTun {
@@ -82,7 +82,7 @@ impl MemoryTun {
             inbound_free: FreeList::new(),
             outbound_free: FreeList::new(),
             closed: AtomicBool::new(false),
-            mtu,
+            mtu: AtomicUsize::new(mtu),
         })
     }
 
@@ -96,7 +96,7 @@ impl MemoryTun {
     /// An empty buffer to write a packet for [`MemoryTun::inject`] into, with room for an
     /// MTU-sized packet: one the engine has read already, or a new one when there is none.
     pub fn buffer(&self) -> Vec<u8> {
-        self.inbound_free.take(self.mtu)
+        self.inbound_free.take(self.mtu())
     }
 
     /// The next packet the engine wrote to the interface.
@@ -108,6 +108,11 @@ impl MemoryTun {
     /// reuse; kept while the free list has room (as many buffers as the queue holds packets).
     pub fn recycle(&self, buf: Vec<u8>) {
         self.outbound_free.put(buf);
+    }
+
+    /// Changes the MTU, as `ip link set mtu` would on a running interface.
+    pub fn set_mtu(&self, mtu: usize) {
+        self.mtu.store(mtu, Ordering::SeqCst);
     }
 
     /// Removes the interface: the engine's next read fails.
@@ -129,13 +134,15 @@ impl TunIo for MemoryTun {
         // Then whatever else is already queued, as a batched read would.
         let mut n = 0;
         for p in std::iter::once(first).chain(std::iter::from_fn(|| self.inbound.1.try_recv().ok())) {
+            // A packet longer than the buffer is cut short and reported whole, as a TUN device
+            // without offload does.
             let room = &mut bufs[n][offset..];
             let len = p.len().min(room.len());
             room[..len].copy_from_slice(&p[..len]);
-            sizes[n] = len;
+            sizes[n] = p.len();
             n += 1;
             // Only buffers that hold any packet without growing are worth keeping.
-            if p.capacity() >= self.mtu {
+            if p.capacity() >= self.mtu() {
                 self.inbound_free.put(p);
             }
             if n == bufs.len().min(sizes.len()) {
@@ -147,7 +154,7 @@ impl TunIo for MemoryTun {
 
     fn send_batch(&self, packets: &mut [&mut [u8]]) -> io::Result<()> {
         for p in packets.iter() {
-            let mut buf = self.outbound_free.take(self.mtu.max(p.len()));
+            let mut buf = self.outbound_free.take(self.mtu().max(p.len()));
             buf.extend_from_slice(p);
             if let Err(full) = self.outbound.0.try_send(buf) {
                 self.outbound_free.put(full.into_inner());
@@ -157,7 +164,7 @@ impl TunIo for MemoryTun {
     }
 
     fn mtu(&self) -> usize {
-        self.mtu
+        self.mtu.load(Ordering::SeqCst)
     }
 }
 

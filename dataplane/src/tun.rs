@@ -7,10 +7,15 @@
 //! are coalesced again ([`crate::gro`]) and written with one `writev` each, straight from the
 //! buffers they were decrypted in. Where the kernel refuses the offloads the device opens
 //! without them; where it refuses a coalesced write, coalescing of that kind stops.
+//!
+//! The MTU can be changed on the running interface (`ip link set mtu`, up to 65,535 bytes, jumbo
+//! frames included). The device asks the kernel for it when told to ([`TunIo::refresh_mtu`]) and
+//! at once when a packet did not fit the buffers it was handed, so the engine can grow them.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write as _};
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -46,7 +51,8 @@ impl Default for TunOptions {
 pub struct Tun {
     dev: SyncDevice,
     event: InterruptEvent,
-    mtu: usize,
+    /// The MTU as last asked of the kernel.
+    mtu: AtomicUsize,
     name: String,
     /// The reader's state: the raw (virtio header + super-packet) read before it is split.
     reader: Mutex<Reader>,
@@ -57,7 +63,7 @@ pub struct Tun {
 
 impl std::fmt::Debug for Tun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tun").field("name", &self.name).field("mtu", &self.mtu).field("offload", &self.offload()).finish()
+        f.debug_struct("Tun").field("name", &self.name).field("mtu", &self.mtu()).field("offload", &self.offload()).finish()
     }
 }
 
@@ -102,7 +108,7 @@ impl Tun {
         Ok(Self {
             dev,
             event: InterruptEvent::new()?,
-            mtu: usize::from(mtu),
+            mtu: AtomicUsize::new(usize::from(mtu)),
             name,
             reader: Mutex::new(Reader { scratch: vec![0u8; VIRTIO_NET_HDR_LEN + 65_535], read_first: false }),
             writer,
@@ -156,19 +162,17 @@ impl Tun {
             }
         }
     }
-}
 
-/// The kernel refused this one write (the device is still there).
-fn refused(e: &io::Error) -> bool {
-    e.raw_os_error() == Some(libc::EINVAL)
-}
-
-fn transient(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
-}
-
-impl TunIo for Tun {
-    fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize> {
+    /// [`TunIo::recv_batch`], noting in `too_long` whether a packet did not fit its buffer (the
+    /// MTU was raised since the buffers were sized).
+    fn read_batch(
+        &self,
+        bufs: &mut [&mut [u8]],
+        sizes: &mut [usize],
+        offset: usize,
+        timeout: Duration,
+        too_long: &mut bool,
+    ) -> io::Result<usize> {
         let mut reader = lock(&self.reader);
         let Reader { scratch, read_first } = &mut *reader;
         let mut waited = !std::mem::take(read_first);
@@ -179,7 +183,11 @@ impl TunIo for Tun {
         // Keep reading while packets are ready and a whole super-packet still fits.
         while total == 0 || bufs.len() - total >= TUN_READ_SEGMENTS {
             match self.dev.recv_multiple(scratch, &mut bufs[total..], &mut sizes[total..], offset) {
-                Ok(n) => total += n,
+                Ok(n) => {
+                    // Without offload the kernel cuts a long packet short and reports its length.
+                    *too_long |= (total..total + n).any(|k| offset + sizes[k] > bufs[k].len());
+                    total += n;
+                }
                 Err(e) if transient(&e) && (total > 0 || waited) => return Ok(total),
                 // Read first and found nothing: wait after all.
                 Err(e) if transient(&e) => {
@@ -193,12 +201,36 @@ impl TunIo for Tun {
                 // a super-packet that could not be split (bad header): drop it, as a NIC would.
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => tracing::debug!(error = %e, "dropped a TUN packet"),
                 Err(e) if e.raw_os_error().is_some() => return if total > 0 { Ok(total) } else { Err(e) },
-                Err(e) => tracing::debug!(error = %e, "dropped a TUN packet that could not be split"),
+                // (With offload, a segment longer than its buffer is one of these too.)
+                Err(e) => {
+                    tracing::debug!(error = %e, "dropped a TUN packet that could not be split");
+                    *too_long = true;
+                }
             }
         }
         // Stopped with the batch full: packets are probably still queued.
         *read_first = true;
         Ok(total)
+    }
+}
+
+/// The kernel refused this one write (the device is still there).
+fn refused(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EINVAL)
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
+}
+
+impl TunIo for Tun {
+    fn recv_batch(&self, bufs: &mut [&mut [u8]], sizes: &mut [usize], offset: usize, timeout: Duration) -> io::Result<usize> {
+        let mut too_long = false;
+        let read = self.read_batch(bufs, sizes, offset, timeout, &mut too_long);
+        if too_long {
+            self.refresh_mtu();
+        }
+        read
     }
 
     fn send_batch(&self, packets: &mut [&mut [u8]]) -> io::Result<()> {
@@ -238,6 +270,15 @@ impl TunIo for Tun {
     }
 
     fn mtu(&self) -> usize {
-        self.mtu
+        self.mtu.load(Ordering::Relaxed)
+    }
+
+    fn refresh_mtu(&self) -> usize {
+        let Ok(mtu) = self.dev.mtu().map(usize::from) else { return self.mtu() };
+        let old = self.mtu.swap(mtu, Ordering::Relaxed);
+        if old != mtu {
+            tracing::info!(interface = %self.name, old, mtu, "the interface's MTU changed");
+        }
+        mtu
     }
 }

@@ -61,6 +61,9 @@ pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// Longest sleep of the timer thread; timers fire at most this late.
 const TIMER_TICK: Duration = Duration::from_millis(20);
 
+/// How often the timer thread asks the TUN device for its MTU (it can change at run time).
+const MTU_REFRESH: Duration = Duration::from_secs(1);
+
 /// Tuning of a new engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -130,7 +133,6 @@ pub(crate) struct Shared {
     handshake_rx: Receiver<(Vec<u8>, SocketAddr)>,
     running: AtomicBool,
     stopped: (Mutex<Option<StopReason>>, Condvar),
-    pub(crate) mtu: usize,
     pub(crate) crypto: CryptoPool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -281,7 +283,6 @@ impl Engine {
             handshake_rx: rx,
             running: AtomicBool::new(true),
             stopped: (Mutex::new(None), Condvar::new()),
-            mtu,
             crypto: CryptoPool::new(options.crypto_threads()),
             threads: Mutex::new(Vec::new()),
         });
@@ -476,12 +477,24 @@ impl Drop for Engine {
     }
 }
 
-/// Fires protocol timers and sends what they produce.
+/// Fires protocol timers and sends what they produce; asks the TUN device for its MTU every
+/// [`MTU_REFRESH`] and keeps the protocol device's (the padding of what it sends) in step.
 fn timer_loop(sh: Arc<Shared>) {
+    let mut mtu = sh.tun.mtu();
+    let mut refreshed = Instant::now();
     while sh.running() {
         let now = Instant::now();
+        if now.duration_since(refreshed) >= MTU_REFRESH {
+            sh.tun.refresh_mtu();
+            refreshed = now;
+        }
         let (transmits, next) = {
             let mut device = lock(&sh.device);
+            // The reader may have noticed a new MTU too.
+            if sh.tun.mtu() != mtu {
+                mtu = sh.tun.mtu();
+                device.set_mtu(mtu);
+            }
             device.handle_timeout(now);
             (sh.sync(&mut device), device.poll_timeout())
         };

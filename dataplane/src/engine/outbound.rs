@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
-use vpn_tunnel::wire::{padded_len, DATA_OVERHEAD};
+use vpn_tunnel::wire::DATA_OVERHEAD;
 use vpn_tunnel::{inner, PeerId, Session};
 
 use super::{lock, Shared, StopReason, Table, POLL};
@@ -41,23 +41,36 @@ impl<'a> OutBatch<'a> {
     }
 }
 
-/// Largest inner packet the buffers hold whatever MTU the engine started with, since the MTU
-/// can be raised on a running interface (`ip link set mtu`); jumbo frames up to this size work.
-const MAX_INNER: usize = 9000;
-
-/// Bytes per packet buffer: headroom for the data header, tailroom for padding and the tag, so
-/// sealing happens in place.
+/// Bytes per packet buffer for inner packets of up to `mtu` bytes: headroom for the data
+/// header, tailroom for padding and the tag, so sealing happens in place. The padding is to the
+/// next multiple of 16 at most, whatever MTU it is capped with (the MTU may have grown since).
 pub(super) fn buffer_size(mtu: usize) -> usize {
-    let inner = mtu.max(MAX_INNER);
-    DATA_OVERHEAD + padded_len(inner, inner)
+    DATA_OVERHEAD + mtu.next_multiple_of(16)
 }
 
-/// Reads the TUN device until shutdown or until the interface disappears.
+/// Reads the TUN device until shutdown or until the interface disappears. The buffers are sized
+/// for the MTU, and sized again when it grows on the running interface (`ip link set mtu`, jumbo
+/// frames): the packets read before the device noticed the new MTU are dropped, as a NIC whose
+/// MTU changes under traffic would.
 pub(super) fn tun_reader(sh: Arc<Shared>) {
-    // One allocation, large enough that its pages are only mapped as they are written.
-    let mut storage = vec![0u8; BATCH * buffer_size(sh.mtu)];
-    let mut batch = OutBatch::new(&mut storage, sh.mtu);
+    let mut mtu = sh.tun.mtu();
     while sh.running() {
+        // One allocation, large enough that its pages are only mapped as they are written.
+        let mut storage = vec![0u8; BATCH * buffer_size(mtu)];
+        let mut batch = OutBatch::new(&mut storage, mtu);
+        mtu = read_batches(&sh, &mut batch, mtu);
+    }
+}
+
+/// Reads and sends batches until shutdown, or until the device's MTU exceeds `sized_for`, the
+/// MTU `batch`'s buffers hold; returns the MTU to size them for next.
+fn read_batches(sh: &Shared, batch: &mut OutBatch<'_>, sized_for: usize) -> usize {
+    while sh.running() {
+        let mtu = sh.tun.mtu();
+        if mtu > sized_for {
+            tracing::debug!(from = sized_for, to = mtu, "TUN read buffers resized for a larger MTU");
+            return mtu;
+        }
         let n = match sh.tun.recv_batch(&mut batch.bufs, &mut batch.sizes, TUN_HEADROOM, POLL) {
             Ok(n) => n,
             Err(e) => {
@@ -66,9 +79,10 @@ pub(super) fn tun_reader(sh: Arc<Shared>) {
             }
         };
         if n > 0 {
-            send_batch(&sh, &mut batch, n);
+            send_batch(sh, batch, n);
         }
     }
+    sized_for
 }
 
 /// The peer a packet goes to, with a one-entry cache (a batch is mostly one flow).
@@ -92,9 +106,9 @@ pub(super) fn send_batch(sh: &Shared, batch: &mut OutBatch<'_>, n: usize) {
     let mut peers = [None; BATCH];
     for (i, peer) in peers.iter_mut().enumerate().take(n) {
         // A packet longer than its buffer was cut short by the read (the interface's MTU was
-        // raised past what the engine was started with): drop it.
+        // raised since the buffers were sized; the next batch has larger ones): drop it.
         let Some(packet) = batch.bufs[i].get(TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]) else {
-            tracing::debug!(len = batch.sizes[i], "dropped a TUN packet longer than the buffers (MTU above 9000?)");
+            tracing::debug!(len = batch.sizes[i], "dropped a TUN packet longer than the buffers (MTU raised)");
             continue;
         };
         *peer = route(&table, packet, &mut cache);
@@ -144,7 +158,7 @@ fn send_run(sh: &Shared, batch: &mut OutBatch<'_>, run: Range<usize>, peer: Peer
 
 /// Seals packets `range` in place with counters `first..`, on the crypto pool when it pays.
 fn seal(sh: &Shared, session: &Session, batch: &mut OutBatch<'_>, range: Range<usize>, first: u64) {
-    let mtu = sh.mtu;
+    let mtu = sh.tun.mtu();
     let bufs = &mut batch.bufs[range.clone()];
     let sizes = &batch.sizes[range.clone()];
     let sealed = &mut batch.sealed[range];
