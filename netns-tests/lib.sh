@@ -387,13 +387,15 @@ ping_fails() {
     ! grep -q 'bytes from' <<<"$out"
 }
 
-# warm_up NS DST: the first ping after configuration may wait for a handshake; allow a few tries.
+# warm_up NS DST [ping options]: the first ping after configuration may wait for a handshake
+# (or, after an MTU change, for a daemon to resize its buffers); allow a few tries.
 warm_up() {
     local ns=$1 dst=$2 i
+    shift 2
     for i in 1 2 3; do
-        if ip netns exec "$ns" ping -c 1 -W 3 "$dst" >/dev/null 2>&1; then log "warm-up ping $dst from $ns: ok (try $i)"; return 0; fi
+        if ip netns exec "$ns" ping -c 1 -W 3 "$@" "$dst" >/dev/null 2>&1; then log "warm-up ping $* $dst from $ns: ok (try $i)"; return 0; fi
     done
-    log "warm-up ping $dst from $ns: no reply in 3 tries"
+    log "warm-up ping $* $dst from $ns: no reply in 3 tries"
     return 1
 }
 

@@ -72,19 +72,6 @@ set_mtu() {
     must ip -n "$NS_B" link set "$IF_B" mtu "$1"
 }
 
-# first_big_ping NS DST SIZE: a ping of SIZE bytes with DF gets a reply within a few tries (the
-# first ones may be dropped while a daemon notices the new MTU and resizes its buffers).
-first_big_ping() {
-    local ns=$1 dst=$2 size=$3 i
-    for i in 1 2 3 4 5; do
-        if ip netns exec "$ns" ping -c 1 -W 1 -M do -s "$size" "$dst" >/dev/null 2>&1; then
-            log "ping -s $size $dst from $ns: reply (try $i)"
-            return 0
-        fi
-    done
-    return 1
-}
-
 mtu_runtime() {
     local peer=$1 mtu fwd rev
     setup_pair vpn "$peer"
@@ -100,8 +87,8 @@ mtu_runtime() {
     for mtu in 9000 16000; do
         set_mtu "$mtu"
         log "MTU of both interfaces: $mtu"
-        first_big_ping "$NS_A" "$INNER4_B" $((mtu - 28)) || fail "no $mtu-byte IPv4 packet vpn -> peer passes after the MTU was raised to $mtu"
-        first_big_ping "$NS_B" "$INNER4_A" $((mtu - 28)) || fail "no $mtu-byte IPv4 packet peer -> vpn passes after the MTU was raised to $mtu"
+        warm_up "$NS_A" "$INNER4_B" -M "do" -s $((mtu - 28)) || fail "no $mtu-byte IPv4 packet vpn -> peer passes after the MTU was raised to $mtu"
+        warm_up "$NS_B" "$INNER4_A" -M "do" -s $((mtu - 28)) || fail "no $mtu-byte IPv4 packet peer -> vpn passes after the MTU was raised to $mtu"
         ping_ok "$NS_A" "$INNER4_B" -M "do" -s $((mtu - 28)) || fail "$mtu-byte IPv4 packets vpn -> peer lost at MTU $mtu"
         ping_ok "$NS_B" "$INNER4_A" -M "do" -s $((mtu - 28)) || fail "$mtu-byte IPv4 packets peer -> vpn lost at MTU $mtu"
         ping_ok "$NS_A" "$INNER6_B" -M "do" -s $((mtu - 48)) || fail "$mtu-byte IPv6 packets vpn -> peer lost at MTU $mtu"

@@ -8,8 +8,8 @@
 //! buffers they were decrypted in. Where the kernel refuses the offloads the device opens
 //! without them; where it refuses a coalesced write, coalescing of that kind stops.
 //!
-//! The MTU can be changed on the running interface (`ip link set mtu`, up to 65,535 bytes, jumbo
-//! frames included). The device asks the kernel for it when told to ([`TunIo::refresh_mtu`]) and
+//! The MTU can be changed on the running interface (`ip link set mtu`, jumbo frames included; the
+//! tunnel carries inner packets of up to 65,475 bytes, what one IPv4 UDP datagram holds). The device asks the kernel for it when told to ([`TunIo::refresh_mtu`]) and
 //! at once when a packet did not fit the buffers it was handed, so the engine can grow them.
 
 use std::fs::File;

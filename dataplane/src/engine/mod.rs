@@ -491,8 +491,9 @@ fn timer_loop(sh: Arc<Shared>) {
         let (transmits, next) = {
             let mut device = lock(&sh.device);
             // The reader may have noticed a new MTU too.
-            if sh.tun.mtu() != mtu {
-                mtu = sh.tun.mtu();
+            let live = sh.tun.mtu();
+            if live != mtu {
+                mtu = live;
                 device.set_mtu(mtu);
             }
             device.handle_timeout(now);

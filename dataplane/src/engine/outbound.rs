@@ -198,7 +198,7 @@ fn transmit(sh: &Shared, batch: &OutBatch<'_>, range: Range<usize>, destination:
             }
         }
         if count == 0 {
-            // A message larger than one GSO send (impossible for MTUs up to 65 KiB): skip it.
+            // A message larger than one UDP datagram (an MTU above 65,475): skip it.
             k += 1;
             continue;
         }
