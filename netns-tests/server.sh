@@ -3,8 +3,8 @@
 # their own namespaces run the stock `wg-quick` with wireguard-go on the configurations exported by
 # `vpn device add`; a host behind the server (with no route back to the VPN pool) is reached
 # through the server's NAT; adding a device while traffic flows does not interrupt the other
-# client; removing a device cuts exactly that client; `vpn down` removes the interface and the
-# nftables table.
+# client; removing a device cuts exactly that client, whose packets `vpn status` then shows as
+# dropped; `vpn down` removes the interface and the nftables table.
 #
 # Topology (all inside namespaces this scenario creates):
 #   C1 192.168.244.2 --- 192.168.244.1 S 192.168.246.1 --- 192.168.246.2 H
@@ -120,8 +120,12 @@ server_manager() {
     ping_fails "$ns_c1" 10.77.0.1 || fail "client 1 still reaches the server after its device was removed"
     ping_ok "$ns_c2" "$h" || fail "client 2 lost the tunnel when client 1's device was removed"
 
-    vpnc status || fail "vpn status failed"
+    vpnc status >"$SCN_DIR/status.txt" || fail "vpn status failed"
+    sed 's/^/    /' "$SCN_DIR/status.txt" >&2
+    # Client 1 still sends on the session its removed device had: the server drops and counts it.
+    grep -q '^dropped since start: .*[1-9][0-9]* unknown_index' "$SCN_DIR/status.txt" || fail "vpn status does not show the packets of the removed device as dropped (unknown_index)"
     vpnc status --json >"$SCN_DIR/status.json" || fail "vpn status --json failed"
+    grep -q '"unknown_index": [1-9]' "$SCN_DIR/status.json" || fail "vpn status --json lacks the unknown_index drop counter"
     grep -q '"running": true' "$SCN_DIR/status.json" || fail "vpn status --json does not say running"
     grep -q '"device": "laptop"' "$SCN_DIR/status.json" || fail "vpn status --json lacks bob's laptop"
     grep -q '"endpoint": "192.168.245.2:' "$SCN_DIR/status.json" || fail "vpn status --json lacks client 2's endpoint"

@@ -175,12 +175,13 @@ type Datagram = (Vec<u8>, SocketAddr);
 pub struct MemoryNetwork {
     ports: Mutex<HashMap<SocketAddr, Sender<Datagram>>>,
     down: AtomicBool,
+    refusing: AtomicBool,
     free: FreeList,
 }
 
 impl Default for MemoryNetwork {
     fn default() -> Self {
-        Self { ports: Mutex::default(), down: AtomicBool::new(false), free: FreeList::new() }
+        Self { ports: Mutex::default(), down: AtomicBool::new(false), refusing: AtomicBool::new(false), free: FreeList::new() }
     }
 }
 
@@ -198,6 +199,12 @@ impl MemoryNetwork {
     /// Drops (true) or delivers (false) every datagram from now on.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every send fail (true), as a socket with no route to its destination does, or
+    /// succeed again (false).
+    pub fn set_refusing(&self, refusing: bool) {
+        self.refusing.store(refusing, Ordering::SeqCst);
     }
 }
 
@@ -260,6 +267,9 @@ impl UdpIo for MemoryUdp {
     }
 
     fn send_segments(&self, segments: &[IoSlice<'_>], destination: SocketAddr) -> io::Result<usize> {
+        if self.net.refusing.load(Ordering::SeqCst) {
+            return Err(io::ErrorKind::NetworkUnreachable.into());
+        }
         if self.net.down.load(Ordering::SeqCst) {
             return Ok(segments.len());
         }

@@ -229,3 +229,57 @@ fn mtu_changed_on_the_running_interface() {
     assert_eq!(message_len(1283), 32 + 1284);
     assert_eq!(message_len(1000), 32 + 1008);
 }
+
+/// The count of one drop reason on `node`.
+fn drops(node: &vpn_tests::Node, reason: &str) -> u64 {
+    node.engine.drop_counters().iter().find(|(n, _)| *n == reason).map_or(0, |(_, v)| *v)
+}
+
+/// Waits until `node` has counted at least `n` drops for `reason`.
+fn wait_for_drops(node: &vpn_tests::Node, reason: &str, n: u64) -> bool {
+    let deadline = std::time::Instant::now() + T;
+    while std::time::Instant::now() < deadline {
+        if drops(node, reason) >= n {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Packets read from TUN that cannot go out are counted by reason, never dropped unseen: no peer
+/// for the destination (`no_route`), the socket refusing the datagram (`send_failed`, and the
+/// transfer counter does not count them), a packet larger than one UDP datagram carries
+/// (`too_large`, with an MTU above 65,475); the largest packet that fits still passes with such
+/// an MTU, since the padding stays within the datagram.
+#[test]
+fn outbound_drops_are_counted_by_reason() {
+    let (net, a, b) = pair();
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 0, 100), T));
+
+    for k in 0..3 {
+        a.tun.inject(ipv4(a.tunnel_ip, "10.9.9.9".parse().unwrap(), 10 + k, 100));
+    }
+    assert!(wait_for_drops(&a, "no_route", 3), "{:?}", a.engine.drop_counters());
+
+    let tx0 = a.engine.status().peers[0].tx_bytes;
+    net.set_refusing(true);
+    for k in 0..5 {
+        a.tun.inject(ipv4(a.tunnel_ip, b.tunnel_ip, 20 + k, 1000));
+    }
+    assert!(wait_for_drops(&a, "send_failed", 5), "{:?}", a.engine.drop_counters());
+    assert_eq!(a.engine.status().peers[0].tx_bytes, tx0, "refused datagrams are not counted as sent");
+    net.set_refusing(false);
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 30, 1000), T), "sends work again");
+
+    a.tun.set_mtu(65_535);
+    b.tun.set_mtu(65_535);
+    a.tun.inject(ipv4(a.tunnel_ip, b.tunnel_ip, 40, 65_500));
+    assert!(wait_for_drops(&a, "too_large", 1), "{:?}", a.engine.drop_counters());
+    // 65,475 bytes padded within the 65,535 MTU would be 65,488: more than a datagram carries.
+    let largest = ipv4(a.tunnel_ip, b.tunnel_ip, 41, 65_475);
+    assert!(deliver(&a, &b, &largest, T), "a 65,475-byte packet passes at MTU 65,535");
+    while let Some(p) = b.receive(Duration::from_millis(200)) {
+        assert_ne!(p.len(), 65_500, "the oversize packet must not arrive");
+    }
+}

@@ -1,5 +1,6 @@
 //! Why packets were dropped, counted by reason. Every byte string from the network that is not
-//! processed ends up in exactly one of these counters.
+//! processed ends up in exactly one of these counters, and so does every packet read from the
+//! interface that does not leave (the outbound reasons, counted by the data plane).
 
 /// A reason for dropping a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
@@ -65,11 +66,22 @@ pub enum DropReason {
     /// Inbound: the driver's queue of handshake messages was full.
     #[error("handshake queue full")]
     HandshakeQueueFull,
+    /// Outbound: no peer's allowed IPs contain the packet's destination.
+    #[error("no peer for the destination")]
+    NoRoute,
+    /// Outbound: the sealed message is larger than one UDP datagram can carry (an interface MTU
+    /// above 65,475).
+    #[error("packet too large for one UDP datagram")]
+    TooLarge,
+    /// Outbound: the UDP socket refused the datagram (no route to the endpoint, buffers full, a
+    /// firewall rule).
+    #[error("UDP send failed")]
+    SendFailed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 23] = [
         DropReason::Malformed,
         DropReason::NoPrivateKey,
         DropReason::InvalidMac1,
@@ -90,6 +102,9 @@ impl DropReason {
         DropReason::StagedQueueFull,
         DropReason::HandshakeAbandoned,
         DropReason::HandshakeQueueFull,
+        DropReason::NoRoute,
+        DropReason::TooLarge,
+        DropReason::SendFailed,
     ];
 
     /// A stable snake_case name for metrics.
@@ -115,6 +130,9 @@ impl DropReason {
             DropReason::StagedQueueFull => "staged_queue_full",
             DropReason::HandshakeAbandoned => "handshake_abandoned",
             DropReason::HandshakeQueueFull => "handshake_queue_full",
+            DropReason::NoRoute => "no_route",
+            DropReason::TooLarge => "too_large",
+            DropReason::SendFailed => "send_failed",
         }
     }
 
@@ -134,7 +152,12 @@ pub struct Stats {
 impl Stats {
     /// Counts one drop.
     pub fn count(&mut self, reason: DropReason) {
-        self.drops[reason.index()] += 1;
+        self.count_many(reason, 1);
+    }
+    /// Counts `n` drops for the same reason.
+    pub fn count_many(&mut self, reason: DropReason, n: u64) {
+        let c = &mut self.drops[reason.index()];
+        *c = c.saturating_add(n);
     }
     /// Drops counted for `reason`.
     pub fn drops(&self, reason: DropReason) -> u64 {

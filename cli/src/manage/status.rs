@@ -1,7 +1,7 @@
 //! `vpn status [--json]`: every device with its address, state, and, when the server runs, its
-//! endpoint, last handshake and transfer.
+//! endpoint, last handshake and transfer, and the packets the server dropped, by reason.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use anyhow::Result;
@@ -42,6 +42,7 @@ pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
     let live = mgmt::request(&config.interface, &Request::Status)?;
     let running = live.as_ref().is_some_and(|r| r.error.is_none());
     let port = live.as_ref().and_then(|r| r.listen_port);
+    let drops = live.as_ref().and_then(|r| r.drops.clone());
     let peers: Vec<PeerLive> = live.and_then(|r| r.peers).unwrap_or_default();
     let by_key: HashMap<&str, &PeerLive> = peers.iter().map(|p| (p.public_key.as_str(), p)).collect();
     let now = time::unix_now();
@@ -70,6 +71,7 @@ pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
             "interface": config.interface,
             "running": running,
             "listen_port": port,
+            "drops": drops,
             "devices": list,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -78,6 +80,9 @@ pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
     match (running, port) {
         (true, Some(p)) => println!("{}: up, UDP port {p}, {} device(s)", config.interface, list.len()),
         _ => println!("{}: down (start it with `vpn up`), {} device(s)", config.interface, list.len()),
+    }
+    if let Some(line) = drops.as_ref().and_then(drops_line) {
+        println!("{line}");
     }
     if list.is_empty() {
         return Ok(());
@@ -99,4 +104,32 @@ pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
         .collect();
     print!("{}", table::render(&["USER", "DEVICE", "ADDRESSES", "STATE", "ENDPOINT", "HANDSHAKE", "RX / TX"], &rows));
     Ok(())
+}
+
+/// "dropped since start: 12 unknown_index, 3 no_route", most frequent first; `None` when nothing
+/// was dropped.
+fn drops_line(drops: &BTreeMap<String, u64>) -> Option<String> {
+    let mut list: Vec<(&String, &u64)> = drops.iter().filter(|(_, n)| **n > 0).collect();
+    if list.is_empty() {
+        return None;
+    }
+    list.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let parts: Vec<String> = list.iter().map(|(name, n)| format!("{n} {name}")).collect();
+    Some(format!("dropped since start: {}", parts.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_line_lists_the_most_frequent_first() {
+        let drops: BTreeMap<String, u64> = [("no_route", 3), ("unknown_index", 12), ("invalid_mac1", 3), ("malformed", 0)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        assert_eq!(drops_line(&drops).as_deref(), Some("dropped since start: 12 unknown_index, 3 invalid_mac1, 3 no_route"));
+        assert_eq!(drops_line(&BTreeMap::new()), None);
+        assert_eq!(drops_line(&[("malformed".to_owned(), 0)].into_iter().collect()), None);
+    }
 }

@@ -2,9 +2,10 @@
 //!
 //! One JSON request per connection, one JSON reply: `{"op":"sync"}` makes the server re-read the
 //! store and apply the difference to the running interface (the CLI sends it after every change),
-//! `{"op":"status"}` returns the live peer state, `{"op":"shutdown"}` stops the server (`vpn
+//! `{"op":"status"}` returns the live peer state and the drop counters, `{"op":"shutdown"}` stops the server (`vpn
 //! down`). Requests are handled one at a time, in order.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -63,11 +64,15 @@ pub(crate) struct Reply {
     /// For a status request: the UDP port and interface.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) listen_port: Option<u16>,
+    /// For a status request: packets dropped since the server started, by reason (only the
+    /// reasons that occurred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) drops: Option<BTreeMap<String, u64>>,
 }
 
 impl Reply {
     pub(crate) fn ok() -> Self {
-        Self { error: None, synced: None, peers: None, listen_port: None }
+        Self { error: None, synced: None, peers: None, listen_port: None, drops: None }
     }
     pub(crate) fn error(e: impl std::fmt::Display) -> Self {
         Self { error: Some(e.to_string()), ..Self::ok() }

@@ -94,7 +94,8 @@ impl Server {
                         tx_bytes: p.tx_bytes,
                     })
                     .collect();
-                Reply { peers: Some(peers), listen_port: Some(s.listen_port), ..Reply::ok() }
+                let drops = self.engine.drop_counters().into_iter().map(|(name, n)| (name.to_owned(), n)).collect();
+                Reply { peers: Some(peers), listen_port: Some(s.listen_port), drops: Some(drops), ..Reply::ok() }
             }
             Request::Shutdown => {
                 self.stop.store(true, Ordering::SeqCst);

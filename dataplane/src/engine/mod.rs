@@ -47,7 +47,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use dashmap::DashMap;
 use rand_core::OsRng;
 use vpn_crypto::PublicKey;
-use vpn_tunnel::{Device, Event, PeerConfig, PeerId, Session, Transmit};
+use vpn_tunnel::{Device, DropReason, Event, PeerConfig, PeerId, Session, Transmit};
 
 use crate::allowed_ips::AllowedIps;
 use crate::config::{InterfaceConfig, InterfaceStatus, PeerStatus};
@@ -158,15 +158,18 @@ impl Shared {
         }
         let sockets = self.sockets.load();
         let mut failed = Vec::new();
+        let mut refused = 0;
         for t in transmits {
             if !self.send_to(&sockets, &t.payload, t.destination) {
+                refused += 1;
                 if let Some(peer) = t.peer {
                     failed.push((peer, t.payload.len() as u64));
                 }
             }
         }
-        if !failed.is_empty() {
+        if refused > 0 {
             let mut device = lock(&self.device);
+            device.count_drops(DropReason::SendFailed, refused);
             for (peer, bytes) in failed {
                 device.note_send_failed(peer, bytes);
             }
@@ -268,7 +271,7 @@ impl Engine {
         let (tx, rx) = bounded(HANDSHAKE_QUEUE);
         let mtu = tun.mtu();
         let mut device = Device::new(None, Box::new(OsRng), Instant::now(), unix_now());
-        device.set_mtu(mtu);
+        device.set_mtu(outbound::padding_mtu(mtu));
         device.enable_events();
         let shared = Arc::new(Shared {
             tun,
@@ -481,6 +484,7 @@ impl Drop for Engine {
 /// [`MTU_REFRESH`] and keeps the protocol device's (the padding of what it sends) in step.
 fn timer_loop(sh: Arc<Shared>) {
     let mut mtu = sh.tun.mtu();
+    outbound::warn_if_mtu_too_large(mtu);
     let mut refreshed = Instant::now();
     while sh.running() {
         let now = Instant::now();
@@ -494,7 +498,8 @@ fn timer_loop(sh: Arc<Shared>) {
             let live = sh.tun.mtu();
             if live != mtu {
                 mtu = live;
-                device.set_mtu(mtu);
+                device.set_mtu(outbound::padding_mtu(mtu));
+                outbound::warn_if_mtu_too_large(mtu);
             }
             device.handle_timeout(now);
             (sh.sync(&mut device), device.poll_timeout())

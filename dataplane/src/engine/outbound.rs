@@ -12,13 +12,34 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vpn_tunnel::wire::DATA_OVERHEAD;
-use vpn_tunnel::{inner, PeerId, Session};
+use vpn_tunnel::{inner, DropReason, PeerId, Session};
 
 use super::{lock, Shared, StopReason, Table, POLL};
 use crate::io::{TUN_HEADROOM, TUN_READ_SEGMENTS};
 
 /// Largest UDP payload one GSO send may carry in all (IPv4's limit, the smaller one).
 const GSO_MAX_BYTES: usize = 65_507;
+
+/// The largest inner packet the tunnel carries: sealed, it fills one IPv4 UDP datagram. Packets
+/// from an interface with a larger MTU are dropped and counted as [`DropReason::TooLarge`].
+pub(super) const MAX_INNER_MTU: usize = GSO_MAX_BYTES - DATA_OVERHEAD;
+
+/// The MTU messages are padded within: the interface's, but never so large that padding alone
+/// would push a packet the tunnel can carry past one UDP datagram.
+pub(super) fn padding_mtu(mtu: usize) -> usize {
+    mtu.min(MAX_INNER_MTU)
+}
+
+/// Says once per MTU change that the interface's MTU is above what the tunnel carries.
+pub(super) fn warn_if_mtu_too_large(mtu: usize) {
+    if mtu > MAX_INNER_MTU {
+        tracing::warn!(
+            mtu,
+            max = MAX_INNER_MTU,
+            "the interface's MTU is above the largest packet one UDP datagram carries; larger packets are dropped (counted as too_large): lower it with `ip link set dev <interface> mtu {MAX_INNER_MTU}`"
+        );
+    }
+}
 
 /// Packets per batch: two super-packets' worth.
 pub(super) const BATCH: usize = 2 * TUN_READ_SEGMENTS;
@@ -104,19 +125,27 @@ pub(super) fn send_batch(sh: &Shared, batch: &mut OutBatch<'_>, n: usize) {
     let now = Instant::now();
     let mut cache = None;
     let mut peers = [None; BATCH];
+    let (mut too_long, mut no_route) = (0, 0);
     for (i, peer) in peers.iter_mut().enumerate().take(n) {
         // A packet longer than its buffer was cut short by the read (the interface's MTU was
         // raised since the buffers were sized; the next batch has larger ones): drop it.
         let Some(packet) = batch.bufs[i].get(TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]) else {
             tracing::debug!(len = batch.sizes[i], "dropped a TUN packet longer than the buffers (MTU raised)");
+            too_long += 1;
             continue;
         };
         *peer = route(&table, packet, &mut cache);
+        // No peer has this destination among its allowed IPs: dropped, like the kernel.
+        no_route += u64::from(peer.is_none());
     }
     drop(table);
+    if too_long + no_route > 0 {
+        let mut device = lock(&sh.device);
+        device.count_drops(DropReason::TooLarge, too_long);
+        device.count_drops(DropReason::NoRoute, no_route);
+    }
     let mut i = 0;
     while i < n {
-        // No peer has this destination among its allowed IPs: drop it, like the kernel.
         let Some(peer) = peers[i] else {
             i += 1;
             continue;
@@ -135,10 +164,12 @@ fn send_run(sh: &Shared, batch: &mut OutBatch<'_>, run: Range<usize>, peer: Peer
         if let Ok(counters) = session.reserve(now, run.len() as u64) {
             let sealed_end = run.start + (counters.end - counters.start) as usize;
             seal(sh, &session, batch, run.start..sealed_end, counters.start);
-            let (sent, bytes) = transmit(sh, batch, run.start..sealed_end, destination);
+            let t = transmit(sh, batch, run.start..sealed_end, destination);
             let mut device = lock(&sh.device);
             // Like the kernel: the timers count the attempt, the transfer counter only what left.
-            device.note_sent(now, peer, sealed_end - run.start, sent, bytes);
+            device.note_sent(now, peer, sealed_end - run.start, t.sent, t.bytes);
+            device.count_drops(DropReason::TooLarge, t.too_large);
+            device.count_drops(DropReason::SendFailed, t.failed);
             let transmits = sh.sync(&mut device);
             drop(device);
             sh.send_all(transmits);
@@ -158,7 +189,7 @@ fn send_run(sh: &Shared, batch: &mut OutBatch<'_>, run: Range<usize>, peer: Peer
 
 /// Seals packets `range` in place with counters `first..`, on the crypto pool when it pays.
 fn seal(sh: &Shared, session: &Session, batch: &mut OutBatch<'_>, range: Range<usize>, first: u64) {
-    let mtu = sh.tun.mtu();
+    let mtu = padding_mtu(sh.tun.mtu());
     let bufs = &mut batch.bufs[range.clone()];
     let sizes = &batch.sizes[range.clone()];
     let sealed = &mut batch.sealed[range];
@@ -168,13 +199,28 @@ fn seal(sh: &Shared, session: &Session, batch: &mut OutBatch<'_>, range: Range<u
     });
 }
 
-/// Sends the sealed packets of `range` in order; returns how many left and their bytes.
-fn transmit(sh: &Shared, batch: &OutBatch<'_>, range: Range<usize>, destination: SocketAddr) -> (usize, u64) {
+/// What became of the sealed messages of one run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Transmitted {
+    /// Messages that left, and their bytes.
+    sent: usize,
+    bytes: u64,
+    /// Messages larger than one UDP datagram, not sent.
+    too_large: u64,
+    /// Messages the socket refused (or no socket of the destination's family).
+    failed: u64,
+}
+
+/// Sends the sealed packets of `range` in order.
+fn transmit(sh: &Shared, batch: &OutBatch<'_>, range: Range<usize>, destination: SocketAddr) -> Transmitted {
+    let mut t = Transmitted::default();
     let sockets = sh.sockets.load();
-    let Some(socket) = sockets.list.iter().find(|s| s.serves(&destination)) else { return (0, 0) };
+    let Some(socket) = sockets.list.iter().find(|s| s.serves(&destination)) else {
+        t.failed = batch.sealed[range].iter().filter(|&&len| len > 0).count() as u64;
+        return t;
+    };
     let max_segments = socket.max_segments().clamp(1, 64);
     let mut slices = [IoSlice::new(&[]); 64];
-    let (mut sent, mut bytes) = (0, 0u64);
     let mut k = range.start;
     while k < range.end {
         if batch.sealed[k] == 0 {
@@ -198,17 +244,23 @@ fn transmit(sh: &Shared, batch: &OutBatch<'_>, range: Range<usize>, destination:
             }
         }
         if count == 0 {
-            // A message larger than one UDP datagram (an MTU above 65,475): skip it.
+            // A message larger than one UDP datagram (an MTU above MAX_INNER_MTU): skip it.
+            t.too_large += 1;
             k += 1;
             continue;
         }
         match socket.send_segments(&slices[..count], destination) {
             Ok(n) => {
-                sent += n;
-                bytes += slices[..n.min(count)].iter().map(|s| s.len() as u64).sum::<u64>();
+                let n = n.min(count);
+                t.sent += n;
+                t.bytes += slices[..n].iter().map(|s| s.len() as u64).sum::<u64>();
+                t.failed += (count - n) as u64;
             }
-            Err(e) => tracing::debug!(%destination, error = %e, "send failed"),
+            Err(e) => {
+                tracing::debug!(%destination, error = %e, "send failed");
+                t.failed += count as u64;
+            }
         }
     }
-    (sent, bytes)
+    t
 }

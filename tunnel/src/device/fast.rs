@@ -87,4 +87,9 @@ impl Device {
     pub fn count_drop(&mut self, reason: DropReason) {
         self.ctx.stats.count(reason);
     }
+
+    /// Counts `n` drops decided by the caller (e.g. datagrams the socket refused).
+    pub fn count_drops(&mut self, reason: DropReason, n: u64) {
+        self.ctx.stats.count_many(reason, n);
+    }
 }
