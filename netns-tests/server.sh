@@ -13,6 +13,7 @@
 
 register_server() {
     scenario "server manager: vpn up, wg-quick clients, NAT, live add and remove" server_manager
+    scenario "server manager: the README's plain \`vpn up\` on a fresh machine, and again after a restart" server_defaults
 }
 
 # veth NS1 ADDR1 NS2 ADDR2 SUFFIX: a veth pair with IPv4 /24 addresses; prints the NS1-side name.
@@ -138,4 +139,98 @@ server_manager() {
     if ip -n "$ns_s" link show "$if_s" >/dev/null 2>&1; then fail "interface $if_s still exists after vpn down"; fi
     if ip netns exec "$ns_s" nft list table inet vpn >/dev/null 2>&1; then fail "nftables table inet vpn still exists after vpn down"; fi
     log "server down; interface and firewall table removed"
+}
+
+# The README's first command, `vpn up` with nothing configured, on the paths it uses by default
+# (/etc/vpn, /var/lib/vpn, /run; private to this scenario through sandbox.sh and a mount namespace
+# of its own): it creates the configuration, the passphrase, the store and the server key with
+# working defaults (wg0, UDP 51820, NAT out of the default route's interface, the endpoint that
+# interface's address); a device added with the commands it prints connects with the stock
+# wg-quick and reaches a host behind the server through NAT. Then `vpn down` and a second `vpn
+# up`, which finds everything it created: the same server key, unlocked with the passphrase it
+# generated, and the client connects again with the configuration it already has.
+#
+# Topology: C 192.168.247.2 --- 192.168.247.1 S 192.168.248.1 --- 192.168.248.2 H (S's default
+# route), so the endpoint is 192.168.248.1, reached by C through S.
+server_defaults() {
+    require_impl vpn wggo
+    require_cmd unshare nsenter
+    local ns_s ns_c ns_h egress if_c conf sandbox=$SCN_DIR/sandbox h=192.168.248.2 up_pid
+    ns_s=$(new_ns s) || exit 1
+    ns_c=$(new_ns c) || exit 1
+    ns_h=$(new_ns h) || exit 1
+    veth "$ns_s" 192.168.247.1 "$ns_c" 192.168.247.2 1 >/dev/null
+    egress=$(veth "$ns_s" 192.168.248.1 "$ns_h" "$h" 2)
+    must ip -n "$ns_s" route add default via "$h"
+    must ip -n "$ns_c" route add default via 192.168.247.1
+    if ip netns exec "$ns_s" unshare -m --propagation private bash "$NT_DIR/sandbox.sh" "$sandbox" true 2>"$SCN_DIR/sandbox.err"; then :; else
+        sed 's/^/    /' "$SCN_DIR/sandbox.err" >&2
+        skip "cannot make the default paths private to the test (overlay and bind mounts in a mount namespace)"
+    fi
+
+    # up_start: `vpn up` with no options and none of vpn's variables, in the sandbox, in S.
+    up_start() {
+        log "+ ip netns exec $ns_s unshare -m (sandbox) vpn up"
+        ip netns exec "$ns_s" unshare -m --propagation private bash "$NT_DIR/sandbox.sh" "$sandbox" \
+            env -u VPN_CONFIG -u VPN_PASSPHRASE -u VPN_PASSPHRASE_FILE -u CREDENTIALS_DIRECTORY \
+            timeout -k 3 "$NT_DAEMON_MAX" "$VPN" up >>"$SCN_DIR/up.log" 2>&1 </dev/null &
+        up_pid=$!
+        register_pid "$up_pid"
+        wait_until 10 in_s wg show wg0 || { sed 's/^/    /' "$SCN_DIR/up.log" >&2; fail "vpn up did not bring wg0 up within 10 s"; }
+    }
+    # in_s COMMAND...: COMMAND in the running server's network and mount namespaces.
+    in_s() { nsenter -t "$up_pid" -m -n env -u VPN_CONFIG -u VPN_PASSPHRASE -u VPN_PASSPHRASE_FILE "$@"; }
+    up_stop() {
+        log "+ vpn down"
+        in_s "$VPN" down || fail "vpn down failed"
+        wait_until 10 bash -c "! kill -0 $up_pid 2>/dev/null" || fail "vpn up still runs after vpn down"
+        if ip -n "$ns_s" link show wg0 >/dev/null 2>&1; then fail "wg0 still exists after vpn down"; fi
+        if ip netns exec "$ns_s" nft list table inet vpn >/dev/null 2>&1; then fail "nftables table inet vpn still exists after vpn down"; fi
+    }
+
+    up_start
+    sed 's/^/    /' "$SCN_DIR/up.log" >&2
+    grep -q 'no configuration at /etc/vpn/vpn.toml; created one' "$SCN_DIR/up.log" || fail "the first vpn up did not say it created the configuration"
+    grep -q "clients connect to 192.168.248.1" "$SCN_DIR/up.log" || fail "the default endpoint is not the egress interface's address 192.168.248.1"
+    grep -q "NAT out of $egress" "$SCN_DIR/up.log" || fail "the default egress is not the default route's interface $egress"
+    local f
+    for f in /etc/vpn/vpn.toml /etc/vpn/passphrase /var/lib/vpn/vpn.db; do
+        in_s test -f "$f" || fail "the first vpn up did not create $f"
+        [[ $(in_s stat -c %a "$f") == 600 ]] || fail "$f is not mode 0600"
+    done
+    [[ $(in_s wg show wg0 listen-port) == 51820 ]] || fail "wg0 does not listen on UDP 51820"
+    local server_key
+    server_key=$(in_s wg show wg0 public-key) || fail "no public key on wg0"
+    in_s nft list table inet vpn >"$SCN_DIR/nft.txt" 2>&1 || fail "no nftables table inet vpn"
+    grep masquerade "$SCN_DIR/nft.txt" | grep -q "\"$egress\"" || { sed 's/^/    /' "$SCN_DIR/nft.txt" >&2; fail "no masquerade out of $egress"; }
+
+    # What the first run told the operator to do next.
+    in_s "$VPN" user add alice || fail "vpn user add alice"
+    if_c=$(if_name c)
+    conf=$SCN_DIR/clients/$if_c.conf
+    mkdir -m 700 "$SCN_DIR/clients"
+    in_s "$VPN" device add alice laptop --no-qr -o "$conf" || fail "vpn device add alice laptop"
+    grep -q '^Endpoint = 192.168.248.1:51820$' "$conf" || fail "the client configuration's endpoint is not 192.168.248.1:51820"
+    grep -q "^PublicKey = $server_key\$" "$conf" || fail "the client configuration does not name wg0's public key"
+    # wg-quick would hand the DNS line to resolvconf, which is the host's, not the namespace's.
+    sed -i '/^DNS = /d' "$conf"
+    client_up "$ns_c" "$conf"
+    warm_up "$ns_c" "$h" || fail "the client gets no reply from the host behind the server (tunnel and NAT)"
+    ping_ok "$ns_c" "$h" || fail "pings from the client through the tunnel and NAT were lost"
+    handshake_nonzero "$if_c" "$server_key" || fail "the client shows no handshake with the server"
+    up_stop
+
+    # Second run: nothing is created again; the same key, the store unlocked with the generated
+    # passphrase; the client (re-started, its configuration unchanged) connects again.
+    : >"$SCN_DIR/up.log"
+    up_start
+    sed 's/^/    /' "$SCN_DIR/up.log" >&2
+    if grep -q 'created one' "$SCN_DIR/up.log"; then fail "the second vpn up created a configuration again"; fi
+    [[ $(in_s wg show wg0 public-key) == "$server_key" ]] || fail "the server key changed across a restart"
+    [[ $(in_s wg show wg0 peers | wc -l) == 1 ]] || fail "the device is not back on wg0 after the restart"
+    ip netns exec "$ns_c" wg-quick down "$conf" >/dev/null 2>&1 || fail "wg-quick down on the client"
+    client_up "$ns_c" "$conf"
+    warm_up "$ns_c" "$h" || fail "the client does not connect again after the server's restart"
+    ping_ok "$ns_c" "$h" || fail "pings through the restarted server were lost"
+    up_stop
 }
