@@ -2,7 +2,8 @@
 # Key rotation with a running server (docs/operator-guide.md, "Key rotation"): `vpn up` in a
 # server namespace, stock `wg-quick` clients with wireguard-go in client namespaces.
 #   - device rotation: the old config keeps working (even for a new handshake) until the client
-#     connects with its new config; then the server completes the rotation within seconds (no
+#     connects with its new config, whose first packet passes; then the server completes the
+#     rotation within seconds (no
 #     longer `rotating`, the old public key gone from the interface) and the old config no
 #     longer gets a handshake;
 #   - grace expiry: a device that never takes its new config loses the old one at the deadline,
@@ -162,10 +163,15 @@ rotation_device() {
     rot_has_peer "$old_pub" || fail "the old key was dropped although the client still uses it"
     "$VPN" -c "$ROT_CFG" device list | grep -q rotating || fail "the rotation completed without the new key"
 
-    # The new config: it works, and the server completes the rotation within seconds.
+    # The new config: its very first packet passes (the server's engine gives the new key the
+    # device's address at its first handshake: no drop), and the server completes the rotation
+    # within seconds.
     rot_client_switch 1 "$new"
     local t0; t0=$(now)
-    warm_up "${ROT_NS_C[1]}" "$ROT_SERVER_IP" || fail "the new config gets no reply"
+    log "+ ip netns exec ${ROT_NS_C[1]} ping -c 1 -W 3 $ROT_SERVER_IP   (the new config's first packet)"
+    ip netns exec "${ROT_NS_C[1]}" ping -c 1 -W 3 "$ROT_SERVER_IP" >/dev/null 2>&1 || fail "the new config's first packet got no reply (dropped until the rotation completed?)"
+    "$VPN" -c "$ROT_CFG" status --json >"$SCN_DIR/status.json" || fail "vpn status --json failed"
+    if grep -q '"disallowed_source"' "$SCN_DIR/status.json"; then fail "the server dropped packets of the new key as disallowed_source"; fi
     ping_ok "${ROT_NS_C[1]}" "$ROT_SERVER_IP" || fail "the new config lost packets"
     wait_until 5 rot_not_rotating || fail "device list still shows the rotation 5 s after the new key connected"
     wait_until 3 rot_lacks_peer "$old_pub" || fail "the running server still has the old public key"

@@ -4,10 +4,11 @@
 //!
 //! Rotations in progress:
 //! - a device whose keys are being rotated is two peers: the old key, which keeps the device's
-//!   addresses so the client works unchanged, and the new key with no addresses, so that the
-//!   client's first handshake with its new config is seen (the server then completes the
-//!   rotation and the new key takes the addresses); past its deadline only the new key is
-//!   configured;
+//!   addresses so the client works unchanged, and the new key with no addresses that takes them
+//!   over from the old key ([`PeerSettings::takes_over`]): the engine moves them at the new
+//!   key's first handshake, so the client's first packets with its new config pass; the server
+//!   then sees the handshake and completes the rotation in the store. Past its deadline only the
+//!   new key is configured;
 //! - during a server key rotation, the previous server key is the interface's retiring key
 //!   (accepted for handshakes from clients with the old config) until its deadline.
 
@@ -32,6 +33,7 @@ pub fn desired(config: &ServerConfig, key: &PrivateKey, store: &dyn Store, now: 
                 let new = store.pending_secrets(&d.user, &d.name)?;
                 let mut p = PeerSettings::new(r.public_key);
                 p.preshared_key = new.preshared_key.clone();
+                p.takes_over = Some(d.public_key);
                 peers.push(p);
             }
             Some(r) => {

@@ -190,7 +190,8 @@ fn desired_during_a_device_rotation() {
     let laptop = s.device("alice", "laptop").unwrap();
     assert_eq!(allowed_ips(&phone).len(), 2);
 
-    // Before the deadline: the old key keeps the addresses, the new key is a peer without any.
+    // Before the deadline: the old key keeps the addresses, the new key is a peer without any
+    // that takes them over from the old key at its first handshake.
     let c = desired(&config, &server, &s, 9_999).unwrap();
     assert_eq!(c.private_key, Some(server.clone()));
     assert_eq!(c.retiring_private_key, None);
@@ -200,8 +201,11 @@ fn desired_during_a_device_rotation() {
     assert_eq!(old.preshared_key, secrets(1).preshared_key);
     let new = c.peer(&public(2)).expect("the new key is a peer");
     assert!(new.allowed_ips.is_empty(), "{:?}", new.allowed_ips);
+    assert_eq!(new.takes_over, Some(public(1)));
     assert_eq!(new.preshared_key, secrets(2).preshared_key);
+    assert_eq!(old.takes_over, None);
     let other = c.peer(&public(5)).expect("the laptop");
+    assert_eq!(other.takes_over, None);
     assert_eq!(other.allowed_ips, allowed_ips(&laptop));
     assert_eq!(other.preshared_key, secrets(5).preshared_key);
     assert_no_shared_addresses(&c);
@@ -213,6 +217,7 @@ fn desired_during_a_device_rotation() {
         assert!(c.peer(&public(1)).is_none(), "the old key still works past the deadline");
         let new = c.peer(&public(2)).unwrap();
         assert_eq!(new.allowed_ips, allowed_ips(&phone));
+        assert_eq!(new.takes_over, None);
         assert_eq!(new.preshared_key, secrets(2).preshared_key);
         assert_no_shared_addresses(&c);
     }

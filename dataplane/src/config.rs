@@ -39,12 +39,24 @@ pub struct PeerSettings {
     pub persistent_keepalive: u16,
     /// Allowed IPs, host bits cleared, in the order they were added.
     pub allowed_ips: Vec<IpPrefix>,
+    /// A key rotation's new key: the old key (another peer) whose allowed IPs this peer takes
+    /// over, in the engine, the moment it has its first session; until then it has none of them
+    /// (see `engine/takeover.rs`). Once taken over, the engine's configuration shows the
+    /// addresses on this peer and `None` here. Not part of the UAPI.
+    pub takes_over: Option<PublicKey>,
 }
 
 impl PeerSettings {
     /// A peer with only its key.
     pub fn new(public_key: PublicKey) -> Self {
-        Self { public_key, preshared_key: PresharedKey::default(), endpoint: None, persistent_keepalive: 0, allowed_ips: Vec::new() }
+        Self {
+            public_key,
+            preshared_key: PresharedKey::default(),
+            endpoint: None,
+            persistent_keepalive: 0,
+            allowed_ips: Vec::new(),
+            takes_over: None,
+        }
     }
 }
 

@@ -28,13 +28,16 @@
 //!   replaced as a whole on every configuration change; the packet path reads it without locking.
 //! - `sockets: ArcSwap<Sockets>`: the bound sockets; replaced when the port changes (readers of the
 //!   old generation exit).
-//! - `config: Mutex<InterfaceConfig>`: the desired configuration; taken only by [`Engine::apply`]
-//!   and [`Engine::status`], always before `device` (lock order: config, then device).
+//! - `config: Mutex<InterfaceConfig>`: the desired configuration; taken only by [`Engine::apply`],
+//!   [`Engine::status`] and the settling of a key rotation's address takeover (`takeover.rs`),
+//!   always before `device` (lock order: config, then device).
 
 mod inbound;
 mod outbound;
 mod pool;
+mod takeover;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -111,6 +114,27 @@ pub(crate) struct Table {
     pub(crate) mac1_key: Option<[u8; 32]>,
     /// The mac1 key of the retiring identity during a key rotation.
     pub(crate) retiring_mac1_key: Option<[u8; 32]>,
+    /// Peers that take over another key's allowed IPs at their first session, with their keys.
+    pub(crate) successors: HashMap<PeerId, PublicKey>,
+}
+
+impl Table {
+    /// The snapshot for `config`, with the peer ids of `device`.
+    fn build(config: &InterfaceConfig, device: &Device) -> Table {
+        let mut routes = AllowedIps::new();
+        let mut successors = HashMap::new();
+        for p in &config.peers {
+            if let Some(id) = device.peer_id(&p.public_key) {
+                for prefix in &p.allowed_ips {
+                    routes.insert(*prefix, id);
+                }
+                if p.takes_over.is_some() {
+                    successors.insert(id, p.public_key);
+                }
+            }
+        }
+        Table { routes, mac1_key: device.mac1_key(), retiring_mac1_key: device.retiring_mac1_key(), successors }
+    }
 }
 
 pub(crate) struct Sockets {
@@ -135,6 +159,7 @@ pub(crate) struct Shared {
     stopped: (Mutex<Option<StopReason>>, Condvar),
     pub(crate) crypto: CryptoPool,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    takeovers: takeover::Takeovers,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -152,7 +177,12 @@ impl Shared {
 
     /// Sends datagrams the device queued, each on the socket of its address family; bytes that
     /// could not be sent are taken back out of the peer's counter.
+    /// First settles a key rotation's address takeover if one is pending, so that a handshake's
+    /// answer never leaves before the routes its session needs (see `takeover.rs`).
     pub(crate) fn send_all(&self, transmits: Vec<Transmit>) {
+        if self.takeovers.pending() {
+            self.settle_takeovers();
+        }
         if transmits.is_empty() {
             return;
         }
@@ -197,6 +227,9 @@ impl Shared {
             match e {
                 Event::SessionAdded { peer, session } => {
                     self.sessions.insert(session.local_index, (peer, session));
+                    if let Some(key) = self.table.load().successors.get(&peer) {
+                        self.takeovers.note(*key);
+                    }
                 }
                 Event::SessionRemoved { local_index } => {
                     self.sessions.remove(&local_index);
@@ -216,6 +249,20 @@ impl Shared {
             }
         }
         std::iter::from_fn(|| device.poll_transmit()).collect()
+    }
+
+    /// Applies the address takeovers asked for to the configuration and publishes the routes
+    /// (lock order: configuration, then device). Returns once every takeover asked for before
+    /// the call is in the published table, by this thread or another.
+    fn settle_takeovers(&self) {
+        let mut config = lock(&self.config);
+        let n = self.takeovers.requested();
+        if self.takeovers.apply_to(&mut config, &[]) {
+            let device = lock(&self.device);
+            self.table.store(Arc::new(Table::build(&config, &device)));
+            tracing::info!("a rotated key's first handshake: its device's addresses moved to it");
+        }
+        self.takeovers.settled(n);
     }
 
     fn stop(&self, reason: StopReason) {
@@ -288,6 +335,7 @@ impl Engine {
             stopped: (Mutex::new(None), Condvar::new()),
             crypto: CryptoPool::new(options.crypto_threads()),
             threads: Mutex::new(Vec::new()),
+            takeovers: takeover::Takeovers::default(),
         });
         shared.spawn("tun-rx", outbound::tun_reader);
         shared.spawn_socket_readers(&shared.sockets.load());
@@ -335,6 +383,8 @@ impl Engine {
             None
         };
 
+        let mut new = new;
+        self.shared.takeovers.apply_to(&mut new, recreated);
         let recreated: std::collections::HashSet<&PublicKey> = recreated.iter().collect();
         // Indexed by key, so that reconciling n peers is O(n) (a server manager syncs thousands).
         let old_peers: std::collections::HashMap<&PublicKey, &crate::PeerSettings> =
@@ -379,15 +429,7 @@ impl Engine {
                 let _ = device.set_persistent_keepalive(now, id, p.persistent_keepalive);
             }
         }
-        let mut routes = AllowedIps::new();
-        for p in &new.peers {
-            if let Some(id) = device.peer_id(&p.public_key) {
-                for prefix in &p.allowed_ips {
-                    routes.insert(*prefix, id);
-                }
-            }
-        }
-        sh.table.store(Arc::new(Table { routes, mac1_key: device.mac1_key(), retiring_mac1_key: device.retiring_mac1_key() }));
+        sh.table.store(Arc::new(Table::build(&new, &device)));
         let transmits = sh.sync(&mut device);
         drop(device);
         drop((old_peers, new_keys));
