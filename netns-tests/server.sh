@@ -146,8 +146,8 @@ server_manager() {
 # of its own): it creates the configuration, the passphrase, the store and the server key with
 # working defaults (wg0, UDP 51820, NAT out of the default route's interface, the endpoint that
 # interface's address); a device added with the commands it prints connects with the stock
-# wg-quick and reaches a host behind the server through NAT. Then `vpn down` and a second `vpn
-# up`, which finds everything it created: the same server key, unlocked with the passphrase it
+# wg-quick and reaches a host behind the server through NAT; a reload (SIGHUP) takes a new port and
+# MTU from the file. Then `vpn down` and a second `vpn up`, which finds everything it created: the same server key, unlocked with the passphrase it
 # generated, and the client connects again with the configuration it already has.
 #
 # Topology: C 192.168.247.2 --- 192.168.247.1 S 192.168.248.1 --- 192.168.248.2 H (S's default
@@ -218,6 +218,25 @@ server_defaults() {
     warm_up "$ns_c" "$h" || fail "the client gets no reply from the host behind the server (tunnel and NAT)"
     ping_ok "$ns_c" "$h" || fail "pings from the client through the tunnel and NAT were lost"
     handshake_nonzero "$if_c" "$server_key" || fail "the client shows no handshake with the server"
+
+    # A reload (SIGHUP, what `systemctl reload vpn` sends): a new listen port and MTU in the
+    # generated file take effect on the running server; the client follows the port.
+    local cfg=$sandbox/etc-vpn/vpn.toml vpn_pid
+    sed -i -e 's/^listen_port = 51820$/listen_port = 51821/' -e 's/^mtu = 1420$/mtu = 1380/' "$cfg"
+    { grep -q '^listen_port = 51821$' "$cfg" && grep -q '^mtu = 1380$' "$cfg"; } || fail "cannot find listen_port and mtu in the generated configuration"
+    vpn_pid=$(pgrep -P "$up_pid" -x vpn) || fail "no vpn process under $up_pid"
+    log "+ kill -HUP $vpn_pid   (listen_port 51821, mtu 1380)"
+    kill -HUP "$vpn_pid"
+    listens_on() { [[ $(in_s wg show wg0 listen-port) == "$1" ]]; }
+    wait_until 5 listens_on 51821 || fail "after the reload wg0 does not listen on 51821"
+    wait_until 5 bash -c "ip -n $ns_s link show wg0 | grep -q 'mtu 1380 '" || fail "after the reload wg0's MTU is not 1380"
+    in_s nft list table inet vpn | grep -q 'udp dport 51821' || fail "after the reload the firewall does not open UDP 51821"
+    must ip netns exec "$ns_c" wg set "$if_c" peer "$server_key" endpoint 192.168.248.1:51821
+    sed -i 's/^Endpoint = 192.168.248.1:51820$/Endpoint = 192.168.248.1:51821/' "$conf"
+    warm_up "$ns_c" "$h" || fail "the client gets no reply on the new port after the reload"
+    ping_ok "$ns_c" "$h" || fail "pings on the new port after the reload were lost"
+    grep -q 'MTU changed' "$SCN_DIR/up.log" || fail "the server did not log the MTU change"
+    if grep -q 'takes effect after' "$SCN_DIR/up.log"; then fail "the reload reported a setting as needing a restart"; fi
     up_stop
 
     # Second run: nothing is created again; the same key, the store unlocked with the generated
@@ -227,6 +246,7 @@ server_defaults() {
     sed 's/^/    /' "$SCN_DIR/up.log" >&2
     if grep -q 'created one' "$SCN_DIR/up.log"; then fail "the second vpn up created a configuration again"; fi
     [[ $(in_s wg show wg0 public-key) == "$server_key" ]] || fail "the server key changed across a restart"
+    listens_on 51821 || fail "the restarted server does not listen on the reloaded port 51821"
     [[ $(in_s wg show wg0 peers | wc -l) == 1 ]] || fail "the device is not back on wg0 after the restart"
     ip netns exec "$ns_c" wg-quick down "$conf" >/dev/null 2>&1 || fail "wg-quick down on the client"
     client_up "$ns_c" "$conf"

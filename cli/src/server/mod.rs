@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rand_core::OsRng;
+use vpn_control::netconf;
 use vpn_control::server_config::ServerConfig;
 use vpn_control::store::{Actor, SqliteStore, Store};
 use vpn_control::uapi::{Shutdown, UapiServer};
@@ -104,8 +105,9 @@ impl Server {
         }
     }
 
-    /// SIGHUP: re-reads the configuration file; what can change live does (listen port,
-    /// firewall), the rest is reported as needing a restart; then syncs.
+    /// SIGHUP: re-reads the configuration file; what can change live does (listen port, MTU,
+    /// egress and firewall rules, what exported client configurations say), the rest is
+    /// reported as needing a restart; then syncs.
     fn reload(&self, path: &Path) {
         match ServerConfig::load(path).and_then(|c| c.validate().map(|()| c)) {
             Ok(new) => {
@@ -116,6 +118,19 @@ impl Server {
                 if new.firewall && (new.listen_port != config.listen_port || new.egress_interface != config.egress_interface) {
                     if let Err(e) = setup::firewall(&new) {
                         tracing::warn!(error = %format!("{e:#}"), "cannot update the firewall");
+                    }
+                }
+                if new.mtu != config.mtu {
+                    match netconf::set_mtu(&config.interface, new.mtu) {
+                        Ok(()) => {
+                            tracing::info!(
+                                from = config.mtu,
+                                to = new.mtu,
+                                "MTU changed; clients get it in configurations exported from now on"
+                            );
+                            config.mtu = new.mtu;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot change the MTU; keeping the running one"),
                     }
                 }
                 config.listen_port = new.listen_port;

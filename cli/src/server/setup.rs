@@ -109,9 +109,6 @@ pub(crate) fn needs_restart(old: &ServerConfig, new: &ServerConfig) -> Vec<&'sta
     if old.ipv4_pool != new.ipv4_pool || old.ipv6_pool != new.ipv6_pool {
         v.push("address pools");
     }
-    if old.mtu != new.mtu {
-        v.push("mtu");
-    }
     if old.store != new.store {
         v.push("store");
     }

@@ -23,14 +23,20 @@ pub struct InterfaceSetup {
 /// Sets the MTU, assigns each address (`ip addr replace`, so re-running is harmless) and brings
 /// the interface up.
 pub fn configure_interface(s: &InterfaceSetup) -> Result<(), NetError> {
-    validate_ifname("interface", &s.ifname)?;
-    let mtu = s.mtu.to_string();
-    run(Program::Ip, &["link", "set", "dev", &s.ifname, "mtu", &mtu], None)?;
+    set_mtu(&s.ifname, s.mtu)?;
     for a in &s.addresses {
         let a = a.to_string();
         run(Program::Ip, &["addr", "replace", &a, "dev", &s.ifname], None)?;
     }
     run(Program::Ip, &["link", "set", "dev", &s.ifname, "up"], None)?;
+    Ok(())
+}
+
+/// Sets the MTU of `ifname` (the data plane follows a change on the running interface within a
+/// second).
+pub fn set_mtu(ifname: &str, mtu: u16) -> Result<(), NetError> {
+    validate_ifname("interface", ifname)?;
+    run(Program::Ip, &["link", "set", "dev", ifname, "mtu", &mtu.to_string()], None)?;
     Ok(())
 }
 

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | `address` | [`InterfaceAddress`]: an interface address with its subnet's prefix length (`10.8.0.1/24`) |
 //! | `command` | running `ip`/`nft`, and turning failures into [`NetError`]s with a hint |
-//! | `interface` | [`configure_interface`], [`enable_forwarding`], [`default_route_interface`] |
+//! | `interface` | [`configure_interface`], [`set_mtu`], [`enable_forwarding`], [`default_route_interface`] |
 //! | `firewall` | [`firewall_ruleset`], [`apply_firewall`], [`remove_firewall`], [`firewall_present`] |
 
 mod address;
@@ -21,7 +21,7 @@ mod interface;
 pub use address::InterfaceAddress;
 pub use error::NetError;
 pub use firewall::{apply_firewall, firewall_present, firewall_ruleset, remove_firewall, FirewallSpec, NFT_TABLE};
-pub use interface::{configure_interface, default_route_interface, enable_forwarding, InterfaceSetup};
+pub use interface::{configure_interface, default_route_interface, enable_forwarding, set_mtu, InterfaceSetup};
 
 /// The longest Linux interface name (`IFNAMSIZ` - 1).
 pub const MAX_IFNAME_LEN: usize = 15;
