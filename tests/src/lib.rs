@@ -66,6 +66,11 @@ impl Node {
     pub fn receive(&self, timeout: Duration) -> Option<Vec<u8>> {
         self.tun.take(timeout)
     }
+
+    /// Packets this node's engine dropped for `reason` (a `DropReason` name).
+    pub fn drops(&self, reason: &str) -> u64 {
+        self.engine.drop_counters().iter().find(|(n, _)| *n == reason).map_or(0, |(_, v)| *v)
+    }
 }
 
 /// An IPv4 packet (UDP-like payload) from `src` to `dst` carrying `id`, `len` bytes long.

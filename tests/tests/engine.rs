@@ -111,7 +111,7 @@ fn inner_source_must_belong_to_the_peer() {
     let spoofed = ipv4("10.9.0.77".parse().unwrap(), b.tunnel_ip, 2, 100);
     // A routes by destination, so the spoofed packet is sealed and sent.
     assert!(!deliver(&a, &b, &spoofed, Duration::from_secs(1)));
-    assert!(b.engine.drop_counters().iter().any(|(name, n)| *name == "disallowed_source" && *n > 0), "{:?}", b.engine.drop_counters());
+    assert!(b.drops("disallowed_source") > 0, "{:?}", b.engine.drop_counters());
     // Packets to a destination no peer owns never leave A.
     let nowhere = ipv4(a.tunnel_ip, "10.9.9.9".parse().unwrap(), 3, 100);
     a.tun.inject(nowhere);
@@ -230,16 +230,11 @@ fn mtu_changed_on_the_running_interface() {
     assert_eq!(message_len(1000), 32 + 1008);
 }
 
-/// The count of one drop reason on `node`.
-fn drops(node: &vpn_tests::Node, reason: &str) -> u64 {
-    node.engine.drop_counters().iter().find(|(n, _)| *n == reason).map_or(0, |(_, v)| *v)
-}
-
 /// Waits until `node` has counted at least `n` drops for `reason`.
 fn wait_for_drops(node: &vpn_tests::Node, reason: &str, n: u64) -> bool {
     let deadline = std::time::Instant::now() + T;
     while std::time::Instant::now() < deadline {
-        if drops(node, reason) >= n {
+        if node.drops(reason) >= n {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));

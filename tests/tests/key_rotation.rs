@@ -34,10 +34,6 @@ fn client_config(client: &Node, server: &Node, server_key: PublicKey) -> Interfa
     InterfaceConfig { private_key: Some(client.private.clone()), peers: vec![p], ..InterfaceConfig::default() }
 }
 
-fn invalid_mac1(node: &Node) -> u64 {
-    node.engine.drop_counters().iter().find(|(n, _)| *n == "invalid_mac1").map_or(0, |(_, v)| *v)
-}
-
 #[test]
 fn old_key_client_is_served_during_the_grace_period_and_refused_after() {
     let net = MemoryNetwork::new();
@@ -58,7 +54,7 @@ fn old_key_client_is_served_during_the_grace_period_and_refused_after() {
         assert!(deliver(c, &server, &ipv4(c.tunnel_ip, server.tunnel_ip, k, 100), T), "client {k} → server");
         assert!(deliver(&server, c, &ipv4(server.tunnel_ip, c.tunnel_ip, 10 + k, 100), T), "server → client {k}");
     }
-    assert_eq!(invalid_mac1(&server), 0);
+    assert_eq!(server.drops("invalid_mac1"), 0);
     // The UAPI view shows the primary key only.
     assert_eq!(server.engine.status().private_key, Some(server.private.clone()));
     assert_eq!(server.engine.config().retiring_private_key, Some(old_key.clone()));
@@ -71,7 +67,7 @@ fn old_key_client_is_served_during_the_grace_period_and_refused_after() {
     old_client.engine.apply_recreating(old_client_cfg, &[old_key.public_key()]).unwrap();
     let p = ipv4(old_client.tunnel_ip, server.tunnel_ip, 21, 100);
     assert!(!deliver(&old_client, &server, &p, Duration::from_secs(2)));
-    assert!(invalid_mac1(&server) > 0, "{:?}", server.engine.drop_counters());
+    assert!(server.drops("invalid_mac1") > 0, "{:?}", server.engine.drop_counters());
     assert!(server.engine.is_running());
 }
 
@@ -96,10 +92,6 @@ fn rotating_the_server_key_keeps_the_tunnel_up() {
     }
     assert_eq!(server.engine.status().peers[0].last_handshake, before);
     assert_eq!(server.engine.status().private_key, Some(new_key));
-}
-
-fn drops(node: &Node, reason: &str) -> u64 {
-    node.engine.drop_counters().iter().find(|(n, _)| *n == reason).map_or(0, |(_, v)| *v)
 }
 
 /// A device's key rotation as the control plane configures it: the old key keeps the device's
@@ -139,7 +131,7 @@ fn new_device_key_takes_over_the_address_at_its_first_handshake() {
     assert_eq!(first, ipv4(client.tunnel_ip, server.tunnel_ip, 3, 100));
     server.tun.inject(ipv4(server.tunnel_ip, client.tunnel_ip, 4, 100));
     assert_eq!(client.receive(T).expect("the server's answer reaches the new key"), ipv4(server.tunnel_ip, client.tunnel_ip, 4, 100));
-    assert_eq!(drops(&server, "disallowed_source"), 0, "{:?}", server.engine.drop_counters());
+    assert_eq!(server.drops("disallowed_source"), 0, "{:?}", server.engine.drop_counters());
 
     let check = |when: &str| {
         let live = server.engine.config();
@@ -165,5 +157,5 @@ fn new_device_key_takes_over_the_address_at_its_first_handshake() {
     server.engine.apply(done).unwrap();
     client.tun.inject(ipv4(client.tunnel_ip, server.tunnel_ip, 7, 100));
     assert_eq!(server.receive(T).expect("the session outlives the completion"), ipv4(client.tunnel_ip, server.tunnel_ip, 7, 100));
-    assert_eq!(drops(&server, "disallowed_source"), 0, "{:?}", server.engine.drop_counters());
+    assert_eq!(server.drops("disallowed_source"), 0, "{:?}", server.engine.drop_counters());
 }
