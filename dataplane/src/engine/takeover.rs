@@ -60,12 +60,15 @@ impl Takeovers {
         self.done.fetch_max(n, Ordering::AcqRel);
     }
 
-    /// Forgets keys that no longer take over in `config` (the rotation completed or was
-    /// abandoned), and keys in `recreated` (they start afresh, without a session); then applies
-    /// the others to `config`. Returns whether `config` changed.
+    /// Forgets keys that are no longer peers in `config` and keys in `recreated` (they start
+    /// afresh, without a session); then applies the others to `config`. Returns whether `config`
+    /// changed. A key is remembered as long as it is a peer, even once its takeover is settled,
+    /// so that a configuration that still names the takeover (the control plane's, until it has
+    /// recorded the rotation, or one that a UAPI request derived from an earlier state) never
+    /// moves the addresses back.
     pub(crate) fn apply_to(&self, config: &mut InterfaceConfig, recreated: &[PublicKey]) -> bool {
         let mut took = lock(&self.took);
-        took.retain(|k| config.peer(k).is_some_and(|p| p.takes_over.is_some()) && !recreated.contains(k));
+        took.retain(|k| config.peer(k).is_some() && !recreated.contains(k));
         let took = took.clone();
         apply(config, &took)
     }
@@ -137,17 +140,26 @@ mod tests {
     }
 
     #[test]
-    fn forgotten_once_the_configuration_no_longer_rotates() {
+    fn remembered_while_a_peer_and_forgotten_after() {
         let t = Takeovers::default();
         t.note(key(2));
         assert!(t.pending());
-        // The control plane still thinks the rotation waits: the addresses stay with the new key.
+        // Settled on the engine's own configuration.
         let mut c = rotating();
         assert!(t.apply_to(&mut c, &[]));
         assert_eq!(c.peer(&key(2)).unwrap().allowed_ips.len(), 2);
-        // The rotation completed: only the new key, with the addresses, and the key is forgotten.
+        // Settling again (another rotation's takeover) keeps the key, so the control plane's
+        // configuration, which still names the takeover, gets it applied again.
+        let mut settled = c.clone();
+        assert!(!t.apply_to(&mut settled, &[]));
+        let mut again = rotating();
+        assert!(t.apply_to(&mut again, &[]));
+        assert_eq!(again, c);
+        // The rotation completed: only the new key, with the addresses: nothing to do.
         let mut done = InterfaceConfig { peers: vec![c.peer(&key(2)).unwrap().clone()], ..InterfaceConfig::default() };
         assert!(!t.apply_to(&mut done, &[]));
+        // The key is no longer a peer: forgotten.
+        assert!(!t.apply_to(&mut InterfaceConfig::default(), &[]));
         assert!(lock(&t.took).is_empty());
         // A key re-created (it lost its sessions) is forgotten too.
         t.note(key(2));
