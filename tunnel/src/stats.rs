@@ -171,6 +171,18 @@ impl Stats {
     pub fn nonzero(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         DropReason::ALL.iter().map(|r| (r.name(), self.drops(*r))).filter(|(_, n)| *n > 0)
     }
+
+    /// What was dropped since `earlier` (a copy of these counters taken before), most frequent
+    /// first, as "120 invalid_mac1, 3 no_route"; `None` when nothing was.
+    pub fn summary_since(&self, earlier: &Stats) -> Option<String> {
+        let mut list: Vec<(u64, &'static str)> =
+            DropReason::ALL.iter().map(|r| (self.drops(*r).saturating_sub(earlier.drops(*r)), r.name())).filter(|(n, _)| *n > 0).collect();
+        if list.is_empty() {
+            return None;
+        }
+        list.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+        Some(list.iter().map(|(n, name)| format!("{n} {name}")).collect::<Vec<_>>().join(", "))
+    }
 }
 
 #[cfg(test)]
@@ -188,5 +200,19 @@ mod tests {
         for (i, r) in DropReason::ALL.iter().enumerate() {
             assert_eq!(s.drops(*r), i as u64 + 1, "{}", r.name());
         }
+    }
+
+    #[test]
+    fn summary_of_what_changed() {
+        let mut s = Stats::default();
+        s.count_many(DropReason::InvalidMac1, 5);
+        s.count(DropReason::NoRoute);
+        let earlier = s.clone();
+        assert_eq!(s.summary_since(&earlier), None, "nothing new");
+        s.count_many(DropReason::InvalidMac1, 120);
+        s.count_many(DropReason::NoRoute, 3);
+        s.count_many(DropReason::Malformed, 3);
+        assert_eq!(s.summary_since(&earlier).as_deref(), Some("120 invalid_mac1, 3 malformed, 3 no_route"));
+        assert_eq!(s.summary_since(&Stats::default()).as_deref(), Some("125 invalid_mac1, 4 no_route, 3 malformed"));
     }
 }

@@ -67,6 +67,10 @@ const TIMER_TICK: Duration = Duration::from_millis(20);
 /// How often the timer thread asks the TUN device for its MTU (it can change at run time).
 const MTU_REFRESH: Duration = Duration::from_secs(1);
 
+/// How often the timer thread logs what was dropped since the last time (only when something
+/// was): the counters' only outlet for a bare daemon, whose UAPI has no field for them.
+const DROP_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Tuning of a new engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineOptions {
@@ -523,11 +527,13 @@ impl Drop for Engine {
 }
 
 /// Fires protocol timers and sends what they produce; asks the TUN device for its MTU every
-/// [`MTU_REFRESH`] and keeps the protocol device's (the padding of what it sends) in step.
+/// [`MTU_REFRESH`] and keeps the protocol device's (the padding of what it sends) in step; logs
+/// what was dropped every [`DROP_LOG_INTERVAL`] when something was.
 fn timer_loop(sh: Arc<Shared>) {
     let mut mtu = sh.tun.mtu();
     outbound::warn_if_mtu_too_large(mtu);
     let mut refreshed = Instant::now();
+    let (mut logged, mut logged_stats) = (Instant::now(), vpn_tunnel::Stats::default());
     while sh.running() {
         let now = Instant::now();
         if now.duration_since(refreshed) >= MTU_REFRESH {
@@ -536,6 +542,13 @@ fn timer_loop(sh: Arc<Shared>) {
         }
         let (transmits, next) = {
             let mut device = lock(&sh.device);
+            if now.duration_since(logged) >= DROP_LOG_INTERVAL {
+                if let Some(summary) = device.stats().summary_since(&logged_stats) {
+                    tracing::info!("dropped in the last {} s: {summary}", DROP_LOG_INTERVAL.as_secs());
+                }
+                logged_stats = device.stats().clone();
+                logged = now;
+            }
             // The reader may have noticed a new MTU too.
             let live = sh.tun.mtu();
             if live != mtu {
