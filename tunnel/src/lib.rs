@@ -33,7 +33,7 @@ pub mod wire;
 pub use device::{ConfigError, Device, Event, Received, RxOutcome, Transmit, DEFAULT_HANDSHAKE_QUEUE, DEFAULT_MTU};
 pub use peer::{Peer, PeerConfig, PeerId, PeerInfo};
 pub use session::{Session, SessionError};
-pub use stats::{DropReason, Stats};
+pub use stats::{summary as drop_summary, DropReason, Stats};
 
 /// A real instant for unit tests, which otherwise never read the clock.
 #[cfg(test)]

@@ -175,14 +175,19 @@ impl Stats {
     /// What was dropped since `earlier` (a copy of these counters taken before), most frequent
     /// first, as "120 invalid_mac1, 3 no_route"; `None` when nothing was.
     pub fn summary_since(&self, earlier: &Stats) -> Option<String> {
-        let mut list: Vec<(u64, &'static str)> =
-            DropReason::ALL.iter().map(|r| (self.drops(*r).saturating_sub(earlier.drops(*r)), r.name())).filter(|(n, _)| *n > 0).collect();
-        if list.is_empty() {
-            return None;
-        }
-        list.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-        Some(list.iter().map(|(n, name)| format!("{n} {name}")).collect::<Vec<_>>().join(", "))
+        summary(DropReason::ALL.iter().map(|r| (r.name(), self.drops(*r).saturating_sub(earlier.drops(*r)))))
     }
+}
+
+/// Drop counts by name as "120 invalid_mac1, 3 no_route": non-zero ones only, most frequent
+/// first (ties by name); `None` when all are zero.
+pub fn summary<'a>(counts: impl IntoIterator<Item = (&'a str, u64)>) -> Option<String> {
+    let mut list: Vec<(&str, u64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+    if list.is_empty() {
+        return None;
+    }
+    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    Some(list.iter().map(|(name, n)| format!("{n} {name}")).collect::<Vec<_>>().join(", "))
 }
 
 #[cfg(test)]

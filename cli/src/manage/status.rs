@@ -109,13 +109,7 @@ pub(crate) fn run(config_path: &Path, json: bool) -> Result<()> {
 /// "dropped since start: 12 unknown_index, 3 no_route", most frequent first; `None` when nothing
 /// was dropped.
 fn drops_line(drops: &BTreeMap<String, u64>) -> Option<String> {
-    let mut list: Vec<(&String, &u64)> = drops.iter().filter(|(_, n)| **n > 0).collect();
-    if list.is_empty() {
-        return None;
-    }
-    list.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-    let parts: Vec<String> = list.iter().map(|(name, n)| format!("{n} {name}")).collect();
-    Some(format!("dropped since start: {}", parts.join(", ")))
+    vpn_tunnel::drop_summary(drops.iter().map(|(name, n)| (name.as_str(), *n))).map(|s| format!("dropped since start: {s}"))
 }
 
 #[cfg(test)]
