@@ -16,6 +16,6 @@ pub mod udp;
 
 pub use allowed_ips::AllowedIps;
 pub use config::{InterfaceConfig, InterfaceStatus, PeerSettings, PeerStatus};
-pub use engine::{ApplyError, Engine, EngineOptions, StopReason};
+pub use engine::{ApplyError, Engine, EngineOptions, StopReason, COOKIE_QUEUE, HANDSHAKE_QUEUE};
 pub use io::{Network, TunIo, UdpIo};
 pub use prefix::{IpPrefix, PrefixError};

@@ -278,3 +278,77 @@ fn outbound_drops_are_counted_by_reason() {
         assert_ne!(p.len(), 65_500, "the oversize packet must not arrive");
     }
 }
+
+/// Junk from the network is refused before it costs anything and counted by reason, exactly
+/// once each: too short to have a type or of an unknown type (`malformed`), handshake messages
+/// without a valid mac1 (`invalid_mac1`), data messages and cookie replies naming no session or
+/// handshake (`unknown_index`).
+#[test]
+fn junk_datagrams_are_counted_by_reason() {
+    use vpn_dataplane::Network;
+
+    let (net, a, b) = pair();
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 1, 100), T));
+    let reasons = ["malformed", "invalid_mac1", "unknown_index"];
+    let before: Vec<u64> = reasons.iter().map(|r| b.drops(r)).collect();
+    let sock = net.host("203.0.113.9".parse().unwrap()).bind(0, 0).unwrap().sockets.remove(0);
+    let message = |kind: u8, len: usize, fill: u8| {
+        let mut m = vec![fill; len];
+        m[..4.min(len)].copy_from_slice(&[kind, 0, 0, 0][..4.min(len)]);
+        m
+    };
+    let junk = [
+        (message(1, 3, 0), 2),      // no room for a type
+        (message(9, 100, 7), 3),    // unknown type
+        (message(4, 20, 7), 1),     // data shorter than a header and tag
+        (message(1, 148, 0xa5), 4), // initiations with a wrong mac1
+        (message(2, 92, 0x5a), 1),  // a response with a wrong mac1
+        (message(4, 64, 0xee), 6),  // data for receiver index 0xeeeeeeee
+        (message(3, 64, 0xdd), 2),  // cookie replies for receiver index 0xdddddddd
+    ];
+    for (datagram, n) in &junk {
+        for _ in 0..*n {
+            sock.send(datagram, b.endpoint()).unwrap();
+        }
+    }
+    let expected = [2 + 3 + 1, 4 + 1, 6 + 2];
+    for ((reason, was), n) in reasons.iter().zip(&before).zip(expected) {
+        assert!(wait_for_drops(&b, reason, was + n), "{reason}: {:?}", b.engine.drop_counters());
+    }
+    // Data still flows, and nothing was counted twice.
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 2, 100), T));
+    let after: Vec<u64> = reasons.iter().map(|r| b.drops(r)).collect();
+    let counted: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
+    assert_eq!(counted, expected, "{reasons:?}");
+}
+
+/// Forged cookie replies (64 bytes of type 3, which anyone can send: only the handshake they
+/// answer can tell them from real ones) arriving in a burst just before a new initiator's first
+/// initiation do not keep it out: they have a queue of their own, so none of them takes a place
+/// in the handshake queue (not one `handshake_queue_full`), and each is counted exactly once.
+#[test]
+fn forged_cookie_replies_do_not_crowd_out_initiations() {
+    use vpn_dataplane::{Network, COOKIE_QUEUE, HANDSHAKE_QUEUE};
+
+    let (net, a, b) = pair();
+    let sock = net.host("203.0.113.7".parse().unwrap()).bind(0, 0).unwrap().sockets.remove(0);
+    // More than both queues hold, fewer than the in-memory socket buffers (nothing is lost on
+    // the way, so every one of them must be counted).
+    let burst = 3 * HANDSHAKE_QUEUE + COOKIE_QUEUE;
+    for n in 0..burst as u32 {
+        let mut m = [0x33u8; 64];
+        m[..4].copy_from_slice(&[3, 0, 0, 0]);
+        m[4..8].copy_from_slice(&n.to_le_bytes());
+        sock.send(&m, b.endpoint()).unwrap();
+    }
+    // A's first packet: its initiation arrives right behind the burst.
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 1, 100), T));
+    assert!(deliver(&b, &a, &ipv4(b.tunnel_ip, a.tunnel_ip, 2, 100), T));
+    let counted = || b.drops("unknown_index") + b.drops("cookie_queue_full");
+    let deadline = std::time::Instant::now() + T;
+    while counted() < burst as u64 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(counted(), burst as u64, "{:?}", b.engine.drop_counters());
+    assert_eq!(b.drops("handshake_queue_full"), 0, "{:?}", b.engine.drop_counters());
+}

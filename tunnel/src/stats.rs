@@ -66,6 +66,10 @@ pub enum DropReason {
     /// Inbound: the driver's queue of handshake messages was full.
     #[error("handshake queue full")]
     HandshakeQueueFull,
+    /// Inbound: the driver's queue of cookie replies was full (they have their own queue, since
+    /// anyone can forge one: a flood of them fills only that queue).
+    #[error("cookie reply queue full")]
+    CookieQueueFull,
     /// Outbound: no peer's allowed IPs contain the packet's destination.
     #[error("no peer for the destination")]
     NoRoute,
@@ -81,7 +85,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 23] = [
+    pub const ALL: [DropReason; 24] = [
         DropReason::Malformed,
         DropReason::NoPrivateKey,
         DropReason::InvalidMac1,
@@ -105,6 +109,7 @@ impl DropReason {
         DropReason::NoRoute,
         DropReason::TooLarge,
         DropReason::SendFailed,
+        DropReason::CookieQueueFull,
     ];
 
     /// A stable snake_case name for metrics.
@@ -133,6 +138,7 @@ impl DropReason {
             DropReason::NoRoute => "no_route",
             DropReason::TooLarge => "too_large",
             DropReason::SendFailed => "send_failed",
+            DropReason::CookieQueueFull => "cookie_queue_full",
         }
     }
 

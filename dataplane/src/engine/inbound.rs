@@ -4,8 +4,10 @@
 //! allowed-IPs snapshot; then the device lock is taken once to account for the batch, and the
 //! inner packets are written to TUN from where they were decrypted, in arrival order, coalesced
 //! by GRO: no copy and no allocation per packet. Handshake messages with a valid mac1, and
-//! cookie replies of the exact length, are queued for the handshake thread; a full queue drops
-//! and counts.
+//! cookie replies of the exact length, are queued for the handshake thread (`queues.rs`); a full
+//! queue drops and counts. What is refused here (unknown receiver index, malformed, bad mac1, a
+//! full queue) is counted per batch, under the one device lock the batch takes anyway, so a flood
+//! of junk costs no lock per datagram.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -15,9 +17,9 @@ use std::time::Instant;
 use vpn_tunnel::macs::verify_mac1;
 use vpn_tunnel::noise::begin_consume_initiation;
 use vpn_tunnel::wire::{Message, COOKIE_REPLY_LEN, DATA_HEADER_LEN, DATA_MIN_LEN, TYPE_COOKIE_REPLY, TYPE_DATA, TYPE_INITIATION};
-use vpn_tunnel::{inner, DropReason, PeerId, RxOutcome, Session};
+use vpn_tunnel::{inner, Device, DropReason, PeerId, RxOutcome, Session};
 
-use super::{lock, routes_to, Shared, Table, HANDSHAKE_QUEUE, POLL};
+use super::{lock, routes_to, Shared, Table, POLL};
 use crate::io::{RecvBatch, UdpIo};
 
 /// Receive buffers per socket reader, each large enough for one GRO run (64 KiB).
@@ -39,15 +41,48 @@ struct Job {
 /// The socket reader's bookkeeping, reused for every batch: no allocation per packet.
 struct InBatch {
     jobs: Vec<Job>,
-    /// Drops decided before opening (unknown receiver index), counted at the next flush.
-    unknown: u64,
+    /// Drops decided before opening, counted at the next flush.
+    refused: Refused,
     /// Storage for the per-batch views into the receive buffers (empty between batches).
     views: Vec<&'static mut [u8]>,
 }
 
 impl InBatch {
     fn new() -> Self {
-        Self { jobs: Vec::new(), unknown: 0, views: Vec::new() }
+        Self { jobs: Vec::new(), refused: Refused::default(), views: Vec::new() }
+    }
+}
+
+/// Datagrams refused on the reader before they touch any shared state, added to the device's
+/// counters once per batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Refused {
+    unknown_index: u64,
+    malformed: u64,
+    invalid_mac1: u64,
+    handshake_queue_full: u64,
+    cookie_queue_full: u64,
+}
+
+impl Refused {
+    fn any(&self) -> bool {
+        *self != Refused::default()
+    }
+
+    /// Adds the counts to the device's and starts again from zero.
+    fn count_into(&mut self, device: &mut Device) {
+        let r = std::mem::take(self);
+        for (reason, n) in [
+            (DropReason::UnknownIndex, r.unknown_index),
+            (DropReason::Malformed, r.malformed),
+            (DropReason::InvalidMac1, r.invalid_mac1),
+            (DropReason::HandshakeQueueFull, r.handshake_queue_full),
+            (DropReason::CookieQueueFull, r.cookie_queue_full),
+        ] {
+            if n > 0 {
+                device.count_drops(reason, n);
+            }
+        }
     }
 }
 
@@ -115,30 +150,38 @@ fn receive(sh: &Shared, batch: &mut InBatch, data: &mut [u8], at: Range<usize>, 
     let datagram = &mut data[at.clone()];
     match route_of(datagram) {
         Route::Data => queue_data(sh, batch, datagram, at, src),
-        Route::CookieReply => queue_handshake(sh, datagram, src),
+        Route::CookieReply => {
+            if !sh.handshakes.push_cookie_reply(datagram, src) {
+                batch.refused.cookie_queue_full += 1;
+            }
+        }
         Route::CheckMac1 => {
             // Initiations and responses must show a valid mac1 before they cost anything more: for
             // the primary identity or, during a key rotation, the retiring one.
             let table = sh.table.load();
+            let keyed = table.mac1_key.is_some();
             let valid = table.mac1_key.is_some_and(|k| verify_mac1(&k, datagram))
                 || table.retiring_mac1_key.is_some_and(|k| verify_mac1(&k, datagram));
             drop(table);
             if valid {
-                queue_handshake(sh, datagram, src);
-            } else {
-                // Let the device classify and count it (malformed or bad mac1): cheap.
-                let mut device = lock(&sh.device);
-                let _ = device.handle_datagram(Instant::now(), src, datagram, &|_, _| false);
-                let _ = sh.sync(&mut device);
+                if !sh.handshakes.push_handshake(datagram, src) {
+                    batch.refused.handshake_queue_full += 1;
+                }
+                return;
+            }
+            match Message::parse(datagram) {
+                Err(_) => batch.refused.malformed += 1,
+                Ok(Message::Initiation(_) | Message::Response(_)) if keyed => batch.refused.invalid_mac1 += 1,
+                // No private key yet (counted as such), or a kind never routed here: the device
+                // classifies it.
+                Ok(_) => {
+                    let mut device = lock(&sh.device);
+                    let _ = device.handle_datagram(Instant::now(), src, datagram, &|_, _| false);
+                    let _ = sh.sync(&mut device);
+                }
             }
         }
-        Route::Malformed => lock(&sh.device).count_drop(DropReason::Malformed),
-    }
-}
-
-fn queue_handshake(sh: &Shared, datagram: &[u8], src: SocketAddr) {
-    if sh.handshakes.try_send((datagram.to_vec(), src)).is_err() {
-        lock(&sh.device).count_drop(DropReason::HandshakeQueueFull);
+        Route::Malformed => batch.refused.malformed += 1,
     }
 }
 
@@ -146,7 +189,7 @@ fn queue_handshake(sh: &Shared, datagram: &[u8], src: SocketAddr) {
 fn queue_data(sh: &Shared, batch: &mut InBatch, datagram: &[u8], at: Range<usize>, src: SocketAddr) {
     let receiver = u32::from_le_bytes([datagram[4], datagram[5], datagram[6], datagram[7]]);
     let Some((peer, session)) = sh.sessions.get(&receiver).map(|e| e.value().clone()) else {
-        batch.unknown += 1;
+        batch.refused.unknown_index += 1;
         return;
     };
     batch.jobs.push(Job { peer, receiver, source: src, session, at, result: Ok(0) });
@@ -155,7 +198,7 @@ fn queue_data(sh: &Shared, batch: &mut InBatch, datagram: &[u8], at: Range<usize
 /// Opens the queued data messages in `data` (the receive buffers), accounts for them under one
 /// device lock, and writes the good ones to TUN in arrival order.
 fn flush(sh: &Shared, batch: &mut InBatch, data: &mut [u8]) {
-    if batch.jobs.is_empty() && batch.unknown == 0 {
+    if batch.jobs.is_empty() && !batch.refused.any() {
         return;
     }
     let now = Instant::now();
@@ -182,9 +225,7 @@ fn flush(sh: &Shared, batch: &mut InBatch, data: &mut [u8]) {
     // Account first, so that the endpoint follows a roaming peer before the packets reach the
     // host and the host's answers are sent back to where the packets came from.
     let mut device = lock(&sh.device);
-    for _ in 0..std::mem::take(&mut batch.unknown) {
-        device.count_drop(DropReason::UnknownIndex);
-    }
+    batch.refused.count_into(&mut device);
     let mut i = 0;
     while i < n {
         // Consecutive messages of one session from one source: one accounting call.
@@ -252,19 +293,21 @@ fn open(now: Instant, table: &Table, buf: &mut [u8], job: &Job) -> Result<usize,
     Ok(p.len)
 }
 
-/// Consumes queued handshake messages and cookie replies. For an initiation, the first
+/// Consumes queued handshake messages and cookie replies (from both queues, neither starving the
+/// other). For an initiation, the first
 /// Diffie-Hellman (the one any junk initiation with a valid mac1 costs) runs without the device
 /// lock, so a flood does not hold up the packet path's accounting.
 pub(super) fn handshake_worker(sh: Arc<Shared>) {
     while sh.running() {
-        let Ok((mut datagram, src)) = sh.handshake_rx.recv_timeout(POLL) else { continue };
+        let Some((mut datagram, src)) = sh.handshakes.recv(POLL) else { continue };
         let now = Instant::now();
         if message_type(&datagram) == Some(TYPE_INITIATION) {
             consume_initiation(&sh, now, &datagram, src);
             continue;
         }
         let mut device = lock(&sh.device);
-        device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
+        let (backlog, capacity) = sh.handshakes.backlog();
+        device.set_handshake_backlog(backlog, capacity);
         let table = sh.table.load();
         let _ = device.handle_datagram(now, src, &mut datagram, &|peer, ip| routes_to(&table, ip, peer));
         let transmits = sh.sync(&mut device);
@@ -276,7 +319,8 @@ pub(super) fn handshake_worker(sh: Arc<Shared>) {
 fn consume_initiation(sh: &Shared, now: Instant, datagram: &[u8], src: SocketAddr) {
     let (proceed, identity, transmits) = {
         let mut device = lock(&sh.device);
-        device.set_handshake_backlog(sh.handshake_rx.len(), HANDSHAKE_QUEUE);
+        let (backlog, capacity) = sh.handshakes.backlog();
+        device.set_handshake_backlog(backlog, capacity);
         let pre = device.precheck_handshake(now, src, datagram);
         // The identity the initiation is addressed to (the primary or the retiring one).
         (matches!(pre, Ok(None)), device.handshake_identity(datagram), sh.sync(&mut device))

@@ -7,7 +7,7 @@
 //!   (`outbound.rs`);
 //! - one UDP reader per bound socket: receive a batch (UDP GRO), open data messages, check the
 //!   inner source, write to TUN coalesced (GRO); handshake messages with a valid mac1 go to the
-//!   handshake queue (`inbound.rs`);
+//!   handshake queue, cookie replies to a queue of their own (`inbound.rs`, `queues.rs`);
 //! - a crypto pool that the two kinds of reader hand chunks of long batches to, waiting for them
 //!   before sending, so packets keep their order (`pool.rs`);
 //! - one handshake thread: consumes queued handshake messages, so X25519 work never runs on a
@@ -35,6 +35,7 @@
 mod inbound;
 mod outbound;
 mod pool;
+mod queues;
 mod takeover;
 
 use std::collections::HashMap;
@@ -46,7 +47,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use crossbeam_channel::{bounded, Receiver, Sender};
 use dashmap::DashMap;
 use rand_core::OsRng;
 use vpn_crypto::PublicKey;
@@ -57,8 +57,7 @@ use crate::config::{InterfaceConfig, InterfaceStatus, PeerStatus};
 use crate::io::{Network, TunIo, UdpIo};
 use pool::CryptoPool;
 
-/// Capacity of the handshake queue (wireguard-go's); under load from 1/8 of it.
-pub const HANDSHAKE_QUEUE: usize = 1024;
+pub use queues::{COOKIE_QUEUE, HANDSHAKE_QUEUE};
 /// How long a reader blocks before it checks for shutdown.
 pub(crate) const POLL: Duration = Duration::from_millis(200);
 /// Longest sleep of the timer thread; timers fire at most this late.
@@ -157,8 +156,7 @@ pub(crate) struct Shared {
     config: Mutex<InterfaceConfig>,
     pub(crate) table: ArcSwap<Table>,
     pub(crate) sockets: ArcSwap<Sockets>,
-    pub(crate) handshakes: Sender<(Vec<u8>, SocketAddr)>,
-    handshake_rx: Receiver<(Vec<u8>, SocketAddr)>,
+    pub(crate) handshakes: queues::HandshakeQueues,
     running: AtomicBool,
     stopped: (Mutex<Option<StopReason>>, Condvar),
     pub(crate) crypto: CryptoPool,
@@ -319,7 +317,6 @@ impl Engine {
     /// [`Engine::start`] with explicit tuning.
     pub fn start_with(tun: Arc<dyn TunIo>, net: Arc<dyn Network>, options: EngineOptions) -> io::Result<Engine> {
         let bound = net.bind(0, 0)?;
-        let (tx, rx) = bounded(HANDSHAKE_QUEUE);
         let mtu = tun.mtu();
         let mut device = Device::new(None, Box::new(OsRng), Instant::now(), unix_now());
         device.set_mtu(outbound::padding_mtu(mtu));
@@ -333,8 +330,7 @@ impl Engine {
             config: Mutex::new(InterfaceConfig::default()),
             table: ArcSwap::from_pointee(Table::default()),
             sockets: ArcSwap::from_pointee(Sockets { port: bound.port, fwmark: 0, list: bound.sockets, generation: 0 }),
-            handshakes: tx,
-            handshake_rx: rx,
+            handshakes: queues::HandshakeQueues::new(),
             running: AtomicBool::new(true),
             stopped: (Mutex::new(None), Condvar::new()),
             crypto: CryptoPool::new(options.crypto_threads()),
