@@ -377,6 +377,17 @@ ping_ok() {
     grep -q ' 3 received' <<<"$out"
 }
 
+# ping_unreachable NS DST [options]: 2 pings to a numeric address; the answer must be an ICMP
+# destination unreachable from that address (IPv4 host unreachable, IPv6 address unreachable).
+ping_unreachable() {
+    local ns=$1 dst=$2; shift 2
+    local out
+    log "+ ip netns exec $ns ping -n -c 2 -i 0.2 -W 2 $* $dst   (expected: destination unreachable)"
+    out=$(ip netns exec "$ns" ping -n -c 2 -i 0.2 -W 2 "$@" "$dst" 2>&1)
+    printf '%s\n' "$out" | tail -4 | sed 's/^/    /' >&2
+    grep -Eq "^From $dst .*Destination (Host Unreachable|unreachable: Address unreachable)" <<<"$out"
+}
+
 # ping_fails NS DST [options]: 3 pings, none may be answered.
 ping_fails() {
     local ns=$1 dst=$2; shift 2

@@ -97,6 +97,10 @@ server_manager() {
     ping_ok "$ns_c1" "$h" || fail "client 1 cannot reach the host behind the server (NAT)"
     ping_ok "$ns_c2" "$h" || fail "client 2 cannot reach the host behind the server (NAT)"
     ping_ok "$ns_c1" 10.77.0.3 || fail "client 1 cannot reach client 2 through the server"
+    # A free address of the pool: the server answers at once (as the kernel's WireGuard does)
+    # instead of leaving the client to time out, and counts the packets as no_route.
+    ping_unreachable "$ns_c1" 10.77.0.200 || fail "a ping to a free pool address got no ICMP host unreachable"
+    ping_unreachable "$ns_c1" fd77:1::c8 || fail "a ping to a free IPv6 pool address got no ICMPv6 address unreachable"
 
     # A device added while client 2's traffic flows must not interrupt it.
     local f=$SCN_DIR/bg-ping.txt t0 t1 n
@@ -127,6 +131,7 @@ server_manager() {
     grep -q '^dropped since start: .*[1-9][0-9]* unknown_index' "$SCN_DIR/status.txt" || fail "vpn status does not show the packets of the removed device as dropped (unknown_index)"
     vpnc status --json >"$SCN_DIR/status.json" || fail "vpn status --json failed"
     grep -q '"unknown_index": [1-9]' "$SCN_DIR/status.json" || fail "vpn status --json lacks the unknown_index drop counter"
+    grep -q '"no_route": [1-9]' "$SCN_DIR/status.json" || fail "vpn status --json does not count the pings to free pool addresses (no_route)"
     grep -q '"running": true' "$SCN_DIR/status.json" || fail "vpn status --json does not say running"
     grep -q '"device": "laptop"' "$SCN_DIR/status.json" || fail "vpn status --json lacks bob's laptop"
     grep -q '"endpoint": "192.168.245.2:' "$SCN_DIR/status.json" || fail "vpn status --json lacks client 2's endpoint"

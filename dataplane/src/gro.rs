@@ -419,7 +419,7 @@ fn patch(p: &mut [u8], g: &Group) {
 }
 
 /// Adds `b` as big-endian 16-bit words (an odd last byte padded with zero) to `sum`.
-fn sum16(b: &[u8], mut sum: u64) -> u64 {
+pub(crate) fn sum16(b: &[u8], mut sum: u64) -> u64 {
     let mut words = b.chunks_exact(2);
     for w in &mut words {
         sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
@@ -431,7 +431,7 @@ fn sum16(b: &[u8], mut sum: u64) -> u64 {
 }
 
 /// Folds a one's-complement sum to 16 bits.
-fn fold(mut sum: u64) -> u16 {
+pub(crate) fn fold(mut sum: u64) -> u16 {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }

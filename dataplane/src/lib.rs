@@ -8,6 +8,7 @@ pub mod allowed_ips;
 pub mod config;
 pub mod engine;
 pub mod gro;
+pub mod icmp;
 pub mod io;
 pub mod memory;
 pub mod prefix;

@@ -352,3 +352,27 @@ fn forged_cookie_replies_do_not_crowd_out_initiations() {
     assert_eq!(counted(), burst as u64, "{:?}", b.engine.drop_counters());
     assert_eq!(b.drops("handshake_queue_full"), 0, "{:?}", b.engine.drop_counters());
 }
+
+/// A packet to an address no peer has is answered, as the kernel's WireGuard answers it, with an
+/// ICMP host unreachable written back to TUN from that address, quoting the packet; a packet to
+/// a multicast address is only counted.
+#[test]
+fn packets_no_peer_takes_are_answered_with_icmp_unreachable() {
+    let (_net, a, b) = pair();
+    assert!(deliver(&a, &b, &ipv4(a.tunnel_ip, b.tunnel_ip, 1, 100), T));
+    let nowhere: std::net::IpAddr = "10.9.9.9".parse().unwrap();
+    let lost = ipv4(a.tunnel_ip, nowhere, 5, 100);
+    a.tun.inject(lost.clone());
+    let answer = a.receive(T).expect("an ICMP answer on A's TUN");
+    assert_eq!(answer.len(), 28 + lost.len());
+    assert_eq!(answer[9], 1, "ICMP");
+    assert_eq!(answer[12..16], lost[16..20], "from the unreachable address");
+    assert_eq!(answer[16..20], lost[12..16], "to the sender");
+    assert_eq!((answer[20], answer[21]), (3, 1), "destination unreachable, host");
+    assert_eq!(answer[28..], lost[..]);
+    assert_eq!(a.drops("no_route"), 1);
+
+    a.tun.inject(ipv4(a.tunnel_ip, "224.0.0.251".parse().unwrap(), 6, 100));
+    assert!(wait_for_drops(&a, "no_route", 2), "{:?}", a.engine.drop_counters());
+    assert_eq!(a.receive(Duration::from_millis(300)), None, "no answer to multicast");
+}

@@ -4,6 +4,8 @@
 //! crypto pool when the run is long) and send in counter order, equal-sized neighbours in one
 //! UDP GSO call. The device lock is taken once per run to account for it. Packets for a peer
 //! without a usable session go through `Device::send`, which stages them and starts a handshake.
+//! Packets no peer's allowed IPs contain are counted (`no_route`) and answered with an ICMP
+//! destination unreachable written back to TUN (`icmp.rs`, rate-limited), as the kernel does.
 
 use std::io::IoSlice;
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +17,7 @@ use vpn_tunnel::wire::DATA_OVERHEAD;
 use vpn_tunnel::{inner, DropReason, PeerId, Session};
 
 use super::{lock, Shared, StopReason, Table, POLL};
+use crate::icmp::{self, RateLimit};
 use crate::io::{TUN_HEADROOM, TUN_READ_SEGMENTS};
 
 /// Largest UDP payload one GSO send may carry in all (IPv4's limit, the smaller one).
@@ -51,6 +54,9 @@ pub(super) struct OutBatch<'a> {
     sizes: [usize; BATCH],
     /// Length of each sealed message (0: not sealed).
     sealed: [usize; BATCH],
+    /// For the ICMP answers to packets no peer takes: their rate limit, and a buffer reused for
+    /// each.
+    unreachable: (RateLimit, Vec<u8>),
 }
 
 impl<'a> OutBatch<'a> {
@@ -58,7 +64,7 @@ impl<'a> OutBatch<'a> {
     pub(super) fn new(storage: &'a mut [u8], mtu: usize) -> Self {
         let mut slots = storage.chunks_exact_mut(buffer_size(mtu));
         let bufs = std::array::from_fn(|_| slots.next().unwrap_or_default());
-        Self { bufs, sizes: [0; BATCH], sealed: [0; BATCH] }
+        Self { bufs, sizes: [0; BATCH], sealed: [0; BATCH], unreachable: (RateLimit::default(), Vec::new()) }
     }
 }
 
@@ -106,6 +112,21 @@ fn read_batches(sh: &Shared, batch: &mut OutBatch<'_>, sized_for: usize) -> usiz
     sized_for
 }
 
+/// Answers each packet of the batch that has no peer (and was read whole) with an ICMP
+/// destination unreachable written to TUN, as far as [`icmp::unreachable`] and the rate limit
+/// allow: one write each, at most [`RateLimit::PER_SECOND`] a second.
+fn answer_unreachable(sh: &Shared, batch: &mut OutBatch<'_>, peers: &[Option<PeerId>], now: Instant) {
+    let (limit, answer) = &mut batch.unreachable;
+    for (i, _) in peers.iter().enumerate().filter(|(_, p)| p.is_none()) {
+        let Some(packet) = batch.bufs[i].get(TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]) else { continue };
+        if icmp::unreachable(packet, answer) && limit.allow(now) {
+            if let Err(e) = sh.tun.send_batch(&mut [&mut answer[..]]) {
+                tracing::debug!(error = %e, "could not write an ICMP destination unreachable to TUN");
+            }
+        }
+    }
+}
+
 /// The peer a packet goes to, with a one-entry cache (a batch is mostly one flow).
 fn route(table: &Table, packet: &[u8], cache: &mut Option<(IpAddr, Option<PeerId>)>) -> Option<PeerId> {
     let destination = inner::parse(packet).ok()?.destination;
@@ -135,7 +156,7 @@ pub(super) fn send_batch(sh: &Shared, batch: &mut OutBatch<'_>, n: usize) {
             continue;
         };
         *peer = route(&table, packet, &mut cache);
-        // No peer has this destination among its allowed IPs: dropped, like the kernel.
+        // No peer has this destination among its allowed IPs: dropped, and answered below.
         no_route += u64::from(peer.is_none());
     }
     drop(table);
@@ -143,6 +164,9 @@ pub(super) fn send_batch(sh: &Shared, batch: &mut OutBatch<'_>, n: usize) {
         let mut device = lock(&sh.device);
         device.count_drops(DropReason::TooLarge, too_long);
         device.count_drops(DropReason::NoRoute, no_route);
+    }
+    if no_route > 0 {
+        answer_unreachable(sh, batch, &peers[..n], now);
     }
     let mut i = 0;
     while i < n {

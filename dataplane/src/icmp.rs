@@ -1,0 +1,198 @@
+//! ICMP "destination unreachable" for packets read from TUN that no peer can carry, as the
+//! kernel's WireGuard answers them: a program on the host, or a client whose packet the server
+//! forwards back into the tunnel, learns at once that the address is unreachable (ping prints
+//! "Destination Host Unreachable", `connect` fails with EHOSTUNREACH) instead of waiting for a
+//! timeout.
+//!
+//! The answer is an ICMPv4 type 3 code 1 (host unreachable) or ICMPv6 type 1 code 3 (address
+//! unreachable), quoting as much of the refused packet as fits in 576 bytes (IPv4, RFC 1812
+//! 4.3.2.3) or 1280 bytes (IPv6, RFC 4443 2.4), and is written to TUN. Its source address is the
+//! refused packet's destination: the interface's own address would arrive at the host as a packet
+//! from itself, which the kernel drops as martian, whereas the unreachable address is routed
+//! through the interface, so the reply passes reverse-path filtering on the host and is forwarded
+//! to a client like any packet from the tunnel.
+//!
+//! No answer (RFC 1122 3.2.2, RFC 4443 2.4(e)) for: an ICMP error (never an error about an
+//! error), a fragment other than the first, a packet to a multicast or broadcast address, or from
+//! an address that names no single host (unspecified, multicast, broadcast, loopback); nor for
+//! anything not a well-formed IP packet. The answers are rate-limited by [`RateLimit`].
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use crate::gro::{fold, sum16};
+
+/// Largest IPv4 ICMP error (RFC 1812).
+const V4_MAX: usize = 576;
+/// Largest ICMPv6 error: the IPv6 minimum MTU (RFC 4443).
+const V6_MAX: usize = 1280;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+
+/// Writes into `out` the ICMP destination-unreachable answer to `packet` (a whole IP packet as
+/// read from TUN) and returns true, or returns false when the packet gets no answer (see the
+/// module documentation); `out` is replaced, and reuses its allocation.
+pub fn unreachable(packet: &[u8], out: &mut Vec<u8>) -> bool {
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => v4(packet, out),
+        Some(6) => v6(packet, out),
+        _ => false,
+    }
+}
+
+fn v4(p: &[u8], out: &mut Vec<u8>) -> bool {
+    if p.len() < 20 {
+        return false;
+    }
+    let header_len = usize::from(p[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
+    if header_len < 20 || total < header_len || total > p.len() {
+        return false;
+    }
+    let p = &p[..total];
+    let fragment_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
+    let source = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
+    let destination = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
+    if fragment_offset != 0 || !names_a_host_v4(source) || destination.is_multicast() || destination.is_broadcast() {
+        return false;
+    }
+    // ICMP: only informational messages of a known type get an answer (Linux's rule).
+    if p[9] == IPPROTO_ICMP && !p.get(header_len).is_some_and(|&t| t <= 18 && !matches!(t, 3 | 4 | 5 | 11 | 12)) {
+        return false;
+    }
+    let quoted = p.len().min(V4_MAX - 28);
+    out.clear();
+    out.resize(28 + quoted, 0);
+    out[0] = 0x45;
+    // Precedence "internetwork control", as ICMP errors carry.
+    out[1] = 0xc0;
+    out[2..4].copy_from_slice(&((28 + quoted) as u16).to_be_bytes());
+    out[8] = 64;
+    out[9] = IPPROTO_ICMP;
+    out[12..16].copy_from_slice(&destination.octets());
+    out[16..20].copy_from_slice(&source.octets());
+    out[20] = 3; // destination unreachable
+    out[21] = 1; // host unreachable
+    out[28..].copy_from_slice(&p[..quoted]);
+    let icmp_sum = !fold(sum16(&out[20..], 0));
+    out[22..24].copy_from_slice(&icmp_sum.to_be_bytes());
+    let header_sum = !fold(sum16(&out[..20], 0));
+    out[10..12].copy_from_slice(&header_sum.to_be_bytes());
+    true
+}
+
+fn names_a_host_v4(a: Ipv4Addr) -> bool {
+    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
+}
+
+fn v6(p: &[u8], out: &mut Vec<u8>) -> bool {
+    if p.len() < 40 {
+        return false;
+    }
+    let total = 40 + usize::from(u16::from_be_bytes([p[4], p[5]]));
+    if total > p.len() {
+        return false;
+    }
+    let p = &p[..total];
+    let source = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap_or_default());
+    let destination = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap_or_default());
+    if source.is_unspecified() || source.is_multicast() || source.is_loopback() || destination.is_multicast() {
+        return false;
+    }
+    if !eligible_upper_layer_v6(p) {
+        return false;
+    }
+    let quoted = p.len().min(V6_MAX - 48);
+    let icmp_len = 8 + quoted;
+    out.clear();
+    out.resize(40 + icmp_len, 0);
+    out[0] = 0x60;
+    out[4..6].copy_from_slice(&(icmp_len as u16).to_be_bytes());
+    out[6] = IPPROTO_ICMPV6;
+    out[7] = 64;
+    out[8..24].copy_from_slice(&destination.octets());
+    out[24..40].copy_from_slice(&source.octets());
+    out[40] = 1; // destination unreachable
+    out[41] = 3; // address unreachable
+    out[48..].copy_from_slice(&p[..quoted]);
+    // Checksum over the pseudo-header (addresses, upper-layer length, next header) and the message.
+    let mut sum = sum16(&out[8..40], 0);
+    sum += icmp_len as u64 + u64::from(IPPROTO_ICMPV6);
+    let icmp_sum = !fold(sum16(&out[40..], sum));
+    out[42..44].copy_from_slice(&icmp_sum.to_be_bytes());
+    true
+}
+
+/// Walks the extension headers: false for a fragment other than the first, an ICMPv6 error (or
+/// an ICMPv6 message too short to have a type), or headers that run past the packet.
+fn eligible_upper_layer_v6(p: &[u8]) -> bool {
+    let (mut next, mut at) = (p[6], 40);
+    // A packet with more extension headers than this gets no answer.
+    for _ in 0..8 {
+        match next {
+            // Hop-by-hop, routing, destination options: length in 8-byte units, not counting the first.
+            0 | 43 | 60 => {
+                let (Some(&n), Some(&len)) = (p.get(at), p.get(at + 1)) else { return false };
+                next = n;
+                at += (usize::from(len) + 1) * 8;
+            }
+            // Fragment: fixed 8 bytes; only the first fragment (offset 0) gets an answer.
+            44 => {
+                let Some(h) = p.get(at..at + 8) else { return false };
+                if u16::from_be_bytes([h[2], h[3]]) >> 3 != 0 {
+                    return false;
+                }
+                next = h[0];
+                at += 8;
+            }
+            // Authentication header: length in 4-byte units, not counting the first two.
+            51 => {
+                let (Some(&n), Some(&len)) = (p.get(at), p.get(at + 1)) else { return false };
+                next = n;
+                at += (usize::from(len) + 2) * 4;
+            }
+            // Informational ICMPv6 messages are types 128 and up.
+            IPPROTO_ICMPV6 => return p.get(at).is_some_and(|&t| t >= 128),
+            _ => return true,
+        }
+    }
+    false
+}
+
+/// A token bucket for the answers: [`RateLimit::PER_SECOND`] a second on average, at most
+/// [`RateLimit::BURST`] at once. A client scanning the tunnel's free addresses gets answers at
+/// that rate and the rest of its packets are only counted.
+#[derive(Debug, Clone)]
+pub struct RateLimit {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        Self { tokens: Self::BURST, last: None }
+    }
+}
+
+impl RateLimit {
+    /// Answers a second, on average.
+    pub const PER_SECOND: f64 = 100.0;
+    /// Answers at once after a quiet second.
+    pub const BURST: f64 = 100.0;
+
+    /// Whether one more answer may go out at `now`.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        let elapsed = self.last.map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last = Some(now);
+        self.tokens = (self.tokens + elapsed.as_secs_f64() * Self::PER_SECOND).min(Self::BURST);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
