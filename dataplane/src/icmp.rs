@@ -13,9 +13,17 @@
 //! to a client like any packet from the tunnel.
 //!
 //! No answer (RFC 1122 3.2.2, RFC 4443 2.4(e)) for: an ICMP error (never an error about an
-//! error), a fragment other than the first, a packet to a multicast or broadcast address, or from
-//! an address that names no single host (unspecified, multicast, broadcast, loopback); nor for
-//! anything not a well-formed IP packet. The answers are rate-limited by [`RateLimit`].
+//! error), a fragment other than the first, a packet to or from an address that names no single
+//! host (unspecified, loopback, multicast, reserved, the limited broadcast address, IPv4-mapped);
+//! nor for anything not a well-formed IP packet. The answers are rate-limited by [`RateLimit`];
+//! the caller asks [`Unreachable::of`] first, which copies nothing, so a flood of packets that
+//! the limit refuses costs no answer built.
+//!
+//! Two differences from the kernel's answers, both from being a userspace program behind TUN:
+//! the source (ping prints "From 10.77.0.200" where the kernel's would print the interface's own
+//! address, see above), and a packet to the interface subnet's broadcast address (which only the
+//! host's routing table knows) is answered from that address, and the host drops the answer as
+//! a martian.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -29,37 +37,72 @@ const V6_MAX: usize = 1280;
 const IPPROTO_ICMP: u8 = 1;
 const IPPROTO_ICMPV6: u8 = 58;
 
-/// Writes into `out` the ICMP destination-unreachable answer to `packet` (a whole IP packet as
-/// read from TUN) and returns true, or returns false when the packet gets no answer (see the
-/// module documentation); `out` is replaced, and reuses its allocation.
-pub fn unreachable(packet: &[u8], out: &mut Vec<u8>) -> bool {
-    match packet.first().map(|b| b >> 4) {
-        Some(4) => v4(packet, out),
-        Some(6) => v6(packet, out),
-        _ => false,
+/// A packet that gets an answer: what the answer needs from it, found without copying.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreachable<'a> {
+    /// The refused packet, cut to its IP total length.
+    packet: &'a [u8],
+    v6: bool,
+}
+
+impl<'a> Unreachable<'a> {
+    /// Whether `packet` (a whole IP packet as read from TUN) gets an answer (see the module
+    /// documentation): cheap, so that the rate limit is only asked for packets that do.
+    pub fn of(packet: &'a [u8]) -> Option<Self> {
+        match packet.first().map(|b| b >> 4) {
+            Some(4) => v4_eligible(packet).map(|packet| Self { packet, v6: false }),
+            Some(6) => v6_eligible(packet).map(|packet| Self { packet, v6: true }),
+            _ => None,
+        }
+    }
+
+    /// Writes the answer into `out` (replacing what it held, reusing its allocation).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        if self.v6 {
+            v6_answer(self.packet, out);
+        } else {
+            v4_answer(self.packet, out);
+        }
     }
 }
 
-fn v4(p: &[u8], out: &mut Vec<u8>) -> bool {
+/// [`Unreachable::of`] then [`Unreachable::write_to`]: false when `packet` gets no answer.
+pub fn unreachable(packet: &[u8], out: &mut Vec<u8>) -> bool {
+    Unreachable::of(packet).map(|u| u.write_to(out)).is_some()
+}
+
+/// The packet cut to its total length, if it is a well-formed IPv4 packet that gets an answer.
+fn v4_eligible(p: &[u8]) -> Option<&[u8]> {
     if p.len() < 20 {
-        return false;
+        return None;
     }
     let header_len = usize::from(p[0] & 0x0f) * 4;
     let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
     if header_len < 20 || total < header_len || total > p.len() {
-        return false;
+        return None;
     }
     let p = &p[..total];
     let fragment_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
     let source = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
     let destination = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    if fragment_offset != 0 || !names_a_host_v4(source) || destination.is_multicast() || destination.is_broadcast() {
-        return false;
+    if fragment_offset != 0 || !names_a_host_v4(source) || !names_a_host_v4(destination) {
+        return None;
     }
     // ICMP: only informational messages of a known type get an answer (Linux's rule).
     if p[9] == IPPROTO_ICMP && !p.get(header_len).is_some_and(|&t| t <= 18 && !matches!(t, 3 | 4 | 5 | 11 | 12)) {
-        return false;
+        return None;
     }
+    Some(p)
+}
+
+/// Whether `a` can be one host's address: not in 0.0.0.0/8 ("this network"), loopback,
+/// multicast, or 240.0.0.0/4 (reserved, and the limited broadcast address).
+fn names_a_host_v4(a: Ipv4Addr) -> bool {
+    let first = a.octets()[0];
+    !(first == 0 || a.is_loopback() || a.is_multicast() || first >= 240)
+}
+
+fn v4_answer(p: &[u8], out: &mut Vec<u8>) {
     let quoted = p.len().min(V4_MAX - 28);
     out.clear();
     out.resize(28 + quoted, 0);
@@ -69,8 +112,9 @@ fn v4(p: &[u8], out: &mut Vec<u8>) -> bool {
     out[2..4].copy_from_slice(&((28 + quoted) as u16).to_be_bytes());
     out[8] = 64;
     out[9] = IPPROTO_ICMP;
-    out[12..16].copy_from_slice(&destination.octets());
-    out[16..20].copy_from_slice(&source.octets());
+    // From the unreachable address, to the sender.
+    out[12..16].copy_from_slice(&p[16..20]);
+    out[16..20].copy_from_slice(&p[12..16]);
     out[20] = 3; // destination unreachable
     out[21] = 1; // host unreachable
     out[28..].copy_from_slice(&p[..quoted]);
@@ -78,30 +122,33 @@ fn v4(p: &[u8], out: &mut Vec<u8>) -> bool {
     out[22..24].copy_from_slice(&icmp_sum.to_be_bytes());
     let header_sum = !fold(sum16(&out[..20], 0));
     out[10..12].copy_from_slice(&header_sum.to_be_bytes());
-    true
 }
 
-fn names_a_host_v4(a: Ipv4Addr) -> bool {
-    !(a.is_unspecified() || a.is_multicast() || a.is_broadcast() || a.is_loopback())
-}
-
-fn v6(p: &[u8], out: &mut Vec<u8>) -> bool {
+/// The packet cut to its total length, if it is a well-formed IPv6 packet that gets an answer.
+fn v6_eligible(p: &[u8]) -> Option<&[u8]> {
     if p.len() < 40 {
-        return false;
+        return None;
     }
     let total = 40 + usize::from(u16::from_be_bytes([p[4], p[5]]));
     if total > p.len() {
-        return false;
+        return None;
     }
     let p = &p[..total];
     let source = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap_or_default());
     let destination = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap_or_default());
-    if source.is_unspecified() || source.is_multicast() || source.is_loopback() || destination.is_multicast() {
-        return false;
+    if !names_a_host_v6(source) || !names_a_host_v6(destination) {
+        return None;
     }
-    if !eligible_upper_layer_v6(p) {
-        return false;
-    }
+    eligible_upper_layer_v6(p).then_some(p)
+}
+
+/// Whether `a` can be one host's IPv6 address: not unspecified, loopback, multicast, or an
+/// IPv4-mapped address (`::ffff:0:0/96`, never on the wire).
+fn names_a_host_v6(a: Ipv6Addr) -> bool {
+    !(a.is_unspecified() || a.is_loopback() || a.is_multicast() || a.to_ipv4_mapped().is_some())
+}
+
+fn v6_answer(p: &[u8], out: &mut Vec<u8>) {
     let quoted = p.len().min(V6_MAX - 48);
     let icmp_len = 8 + quoted;
     out.clear();
@@ -110,8 +157,9 @@ fn v6(p: &[u8], out: &mut Vec<u8>) -> bool {
     out[4..6].copy_from_slice(&(icmp_len as u16).to_be_bytes());
     out[6] = IPPROTO_ICMPV6;
     out[7] = 64;
-    out[8..24].copy_from_slice(&destination.octets());
-    out[24..40].copy_from_slice(&source.octets());
+    // From the unreachable address, to the sender.
+    out[8..24].copy_from_slice(&p[24..40]);
+    out[24..40].copy_from_slice(&p[8..24]);
     out[40] = 1; // destination unreachable
     out[41] = 3; // address unreachable
     out[48..].copy_from_slice(&p[..quoted]);
@@ -120,7 +168,6 @@ fn v6(p: &[u8], out: &mut Vec<u8>) -> bool {
     sum += icmp_len as u64 + u64::from(IPPROTO_ICMPV6);
     let icmp_sum = !fold(sum16(&out[40..], sum));
     out[42..44].copy_from_slice(&icmp_sum.to_be_bytes());
-    true
 }
 
 /// Walks the extension headers: false for a fragment other than the first, an ICMPv6 error (or
@@ -153,7 +200,8 @@ fn eligible_upper_layer_v6(p: &[u8]) -> bool {
             }
             // Informational ICMPv6 messages are types 128 and up.
             IPPROTO_ICMPV6 => return p.get(at).is_some_and(|&t| t >= 128),
-            _ => return true,
+            // Any other upper layer, if the headers before it fit in the packet.
+            _ => return at <= p.len(),
         }
     }
     false

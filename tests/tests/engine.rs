@@ -281,8 +281,8 @@ fn outbound_drops_are_counted_by_reason() {
 
 /// Junk from the network is refused before it costs anything and counted by reason, exactly
 /// once each: too short to have a type or of an unknown type (`malformed`), handshake messages
-/// without a valid mac1 (`invalid_mac1`), data messages and cookie replies naming no session or
-/// handshake (`unknown_index`).
+/// without a valid mac1 (`invalid_mac1`; `no_private_key` on an interface without a key), data
+/// messages and cookie replies naming no session or handshake (`unknown_index`).
 #[test]
 fn junk_datagrams_are_counted_by_reason() {
     use vpn_dataplane::Network;
@@ -320,6 +320,14 @@ fn junk_datagrams_are_counted_by_reason() {
     let after: Vec<u64> = reasons.iter().map(|r| b.drops(r)).collect();
     let counted: Vec<u64> = after.iter().zip(&before).map(|(x, y)| x - y).collect();
     assert_eq!(counted, expected, "{reasons:?}");
+
+    // An interface without a private key yet counts handshake messages as such.
+    let c = Node::start(&net, "192.0.2.3", 3, "10.9.0.3");
+    for _ in 0..2 {
+        sock.send(&message(1, 148, 0xa5), c.endpoint()).unwrap();
+    }
+    assert!(wait_for_drops(&c, "no_private_key", 2), "{:?}", c.engine.drop_counters());
+    assert_eq!(c.drops("invalid_mac1"), 0);
 }
 
 /// Forged cookie replies (64 bytes of type 3, which anyone can send: only the handshake they

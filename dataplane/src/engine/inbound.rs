@@ -5,8 +5,8 @@
 //! inner packets are written to TUN from where they were decrypted, in arrival order, coalesced
 //! by GRO: no copy and no allocation per packet. Handshake messages with a valid mac1, and
 //! cookie replies of the exact length, are queued for the handshake thread (`queues.rs`); a full
-//! queue drops and counts. What is refused here (unknown receiver index, malformed, bad mac1, a
-//! full queue) is counted per batch, under the one device lock the batch takes anyway, so a flood
+//! queue drops and counts. What is refused here (unknown receiver index, malformed, bad mac1, no
+//! private key yet, a full queue) is counted per batch, under the one device lock the batch takes anyway, so a flood
 //! of junk costs no lock per datagram.
 
 use std::net::SocketAddr;
@@ -60,6 +60,7 @@ struct Refused {
     unknown_index: u64,
     malformed: u64,
     invalid_mac1: u64,
+    no_private_key: u64,
     handshake_queue_full: u64,
     cookie_queue_full: u64,
 }
@@ -76,6 +77,7 @@ impl Refused {
             (DropReason::UnknownIndex, r.unknown_index),
             (DropReason::Malformed, r.malformed),
             (DropReason::InvalidMac1, r.invalid_mac1),
+            (DropReason::NoPrivateKey, r.no_private_key),
             (DropReason::HandshakeQueueFull, r.handshake_queue_full),
             (DropReason::CookieQueueFull, r.cookie_queue_full),
         ] {
@@ -172,8 +174,8 @@ fn receive(sh: &Shared, batch: &mut InBatch, data: &mut [u8], at: Range<usize>, 
             match Message::parse(datagram) {
                 Err(_) => batch.refused.malformed += 1,
                 Ok(Message::Initiation(_) | Message::Response(_)) if keyed => batch.refused.invalid_mac1 += 1,
-                // No private key yet (counted as such), or a kind never routed here: the device
-                // classifies it.
+                Ok(Message::Initiation(_) | Message::Response(_)) => batch.refused.no_private_key += 1,
+                // A kind `route_of` never sends here: the device classifies it.
                 Ok(_) => {
                     let mut device = lock(&sh.device);
                     let _ = device.handle_datagram(Instant::now(), src, datagram, &|_, _| false);

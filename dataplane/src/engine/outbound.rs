@@ -113,13 +113,15 @@ fn read_batches(sh: &Shared, batch: &mut OutBatch<'_>, sized_for: usize) -> usiz
 }
 
 /// Answers each packet of the batch that has no peer (and was read whole) with an ICMP
-/// destination unreachable written to TUN, as far as [`icmp::unreachable`] and the rate limit
+/// destination unreachable written to TUN, as far as [`icmp::Unreachable::of`] and the rate limit
 /// allow: one write each, at most [`RateLimit::PER_SECOND`] a second.
 fn answer_unreachable(sh: &Shared, batch: &mut OutBatch<'_>, peers: &[Option<PeerId>], now: Instant) {
     let (limit, answer) = &mut batch.unreachable;
     for (i, _) in peers.iter().enumerate().filter(|(_, p)| p.is_none()) {
         let Some(packet) = batch.bufs[i].get(TUN_HEADROOM..TUN_HEADROOM + batch.sizes[i]) else { continue };
-        if icmp::unreachable(packet, answer) && limit.allow(now) {
+        let Some(unreachable) = icmp::Unreachable::of(packet) else { continue };
+        if limit.allow(now) {
+            unreachable.write_to(answer);
             if let Err(e) = sh.tun.send_batch(&mut [&mut answer[..]]) {
                 tracing::debug!(error = %e, "could not write an ICMP destination unreachable to TUN");
             }

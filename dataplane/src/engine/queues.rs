@@ -46,17 +46,17 @@ impl HandshakeQueues {
 
     /// Queues an initiation or response (its mac1 already checked); false when the queue is full.
     pub(crate) fn push_handshake(&self, datagram: &[u8], source: SocketAddr) -> bool {
-        self.handshakes.0.try_send((datagram.to_vec(), source)).is_ok()
+        push(&self.handshakes.0, datagram, source)
     }
 
     /// Queues a cookie reply (of the exact length); false when its queue is full.
     pub(crate) fn push_cookie_reply(&self, datagram: &[u8], source: SocketAddr) -> bool {
-        self.cookies.0.try_send((datagram.to_vec(), source)).is_ok()
+        push(&self.cookies.0, datagram, source)
     }
 
     /// Handshake messages waiting, and the queue's capacity: the device's measure of load.
     pub(crate) fn backlog(&self) -> (usize, usize) {
-        (self.handshakes.1.len(), HANDSHAKE_QUEUE)
+        (self.handshakes.1.len(), self.handshakes.1.capacity().unwrap_or(HANDSHAKE_QUEUE))
     }
 
     /// The next queued datagram of either kind, waiting at most `timeout`.
@@ -67,6 +67,12 @@ impl HandshakeQueues {
             default(timeout) => None,
         }
     }
+}
+
+/// Copies the datagram into the queue, unless it is full (then without copying: a flood is
+/// refused at the cost of a length check).
+fn push(queue: &Sender<Queued>, datagram: &[u8], source: SocketAddr) -> bool {
+    !queue.is_full() && queue.try_send((datagram.to_vec(), source)).is_ok()
 }
 
 #[cfg(test)]

@@ -90,6 +90,9 @@ fn ipv4_packets_that_get_no_answer() {
         ("multicast source", [239, 1, 2, 3], [10, 9, 0, 99]),
         ("loopback source", [127, 0, 0, 1], [10, 9, 0, 99]),
         ("broadcast source", [255, 255, 255, 255], [10, 9, 0, 99]),
+        ("loopback destination", host, [127, 0, 0, 1]),
+        ("\"this network\" destination", host, [0, 1, 2, 3]),
+        ("reserved destination", host, [240, 0, 0, 1]),
     ] {
         assert!(answer(&v4_packet(src, dst, 17, 0, 60)).is_none(), "{what}");
     }
@@ -144,6 +147,9 @@ fn ipv6_packets_that_get_no_answer() {
         ("unspecified source", "::", "fd00::99"),
         ("multicast source", "ff05::1", "fd00::99"),
         ("loopback source", "::1", "fd00::99"),
+        ("IPv4-mapped source", "::ffff:10.9.0.1", "fd00::99"),
+        ("unspecified destination", "fd00::2", "::"),
+        ("loopback destination", "fd00::2", "::1"),
     ] {
         assert!(answer(&v6_packet(src, dst, 17, &udp)).is_none(), "{what}");
     }
@@ -169,6 +175,10 @@ fn ipv6_packets_that_get_no_answer() {
     // Extension headers that run past the packet.
     assert!(answer(&v6_packet("fd00::2", "fd00::99", 0, &[58])).is_none());
     assert!(answer(&v6_packet("fd00::2", "fd00::99", 44, &[17, 0, 0])).is_none());
+    assert!(
+        answer(&v6_packet("fd00::2", "fd00::99", 0, &[17, 1, 0, 0, 0, 0, 0, 0])).is_none(),
+        "a hop-by-hop header longer than the packet"
+    );
     // A payload length past the packet.
     let mut truncated = v6_packet("fd00::2", "fd00::99", 17, &udp);
     truncated.truncate(50);
