@@ -25,8 +25,10 @@
 //! host's routing table knows) is answered from that address, and the host drops the answer as
 //! a martian.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
+
+use vpn_tunnel::inner;
 
 use crate::gro::{fold, sum16};
 
@@ -47,13 +49,18 @@ pub struct Unreachable<'a> {
 
 impl<'a> Unreachable<'a> {
     /// Whether `packet` (a whole IP packet as read from TUN) gets an answer (see the module
-    /// documentation): cheap, so that the rate limit is only asked for packets that do.
+    /// documentation): cheap, so that the rate limit is only asked for packets that do. The
+    /// packet's header and length are checked by [`inner::parse`], as for every packet the
+    /// tunnel carries.
     pub fn of(packet: &'a [u8]) -> Option<Self> {
-        match packet.first().map(|b| b >> 4) {
-            Some(4) => v4_eligible(packet).map(|packet| Self { packet, v6: false }),
-            Some(6) => v6_eligible(packet).map(|packet| Self { packet, v6: true }),
-            _ => None,
-        }
+        let checked = inner::parse(packet).ok()?;
+        let packet = &packet[..checked.len];
+        let answered = match (checked.source, checked.destination) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => names_a_host_v4(s) && names_a_host_v4(d) && v4_upper_layer_eligible(packet),
+            (IpAddr::V6(s), IpAddr::V6(d)) => names_a_host_v6(s) && names_a_host_v6(d) && v6_upper_layer_eligible(packet),
+            _ => false,
+        };
+        answered.then_some(Self { packet, v6: checked.source.is_ipv6() })
     }
 
     /// Writes the answer into `out` (replacing what it held, reusing its allocation).
@@ -71,28 +78,12 @@ pub fn unreachable(packet: &[u8], out: &mut Vec<u8>) -> bool {
     Unreachable::of(packet).map(|u| u.write_to(out)).is_some()
 }
 
-/// The packet cut to its total length, if it is a well-formed IPv4 packet that gets an answer.
-fn v4_eligible(p: &[u8]) -> Option<&[u8]> {
-    if p.len() < 20 {
-        return None;
-    }
-    let header_len = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
-    if header_len < 20 || total < header_len || total > p.len() {
-        return None;
-    }
-    let p = &p[..total];
+/// Whether an IPv4 packet (checked by [`inner::parse`]) is the first or only fragment and, if
+/// ICMP, an informational message of a known type (Linux's rule).
+fn v4_upper_layer_eligible(p: &[u8]) -> bool {
     let fragment_offset = u16::from_be_bytes([p[6], p[7]]) & 0x1fff;
-    let source = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
-    let destination = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
-    if fragment_offset != 0 || !names_a_host_v4(source) || !names_a_host_v4(destination) {
-        return None;
-    }
-    // ICMP: only informational messages of a known type get an answer (Linux's rule).
-    if p[9] == IPPROTO_ICMP && !p.get(header_len).is_some_and(|&t| t <= 18 && !matches!(t, 3 | 4 | 5 | 11 | 12)) {
-        return None;
-    }
-    Some(p)
+    let header_len = usize::from(p[0] & 0x0f) * 4;
+    fragment_offset == 0 && (p[9] != IPPROTO_ICMP || p.get(header_len).is_some_and(|&t| t <= 18 && !matches!(t, 3 | 4 | 5 | 11 | 12)))
 }
 
 /// Whether `a` can be one host's address: not in 0.0.0.0/8 ("this network"), loopback,
@@ -124,24 +115,6 @@ fn v4_answer(p: &[u8], out: &mut Vec<u8>) {
     out[10..12].copy_from_slice(&header_sum.to_be_bytes());
 }
 
-/// The packet cut to its total length, if it is a well-formed IPv6 packet that gets an answer.
-fn v6_eligible(p: &[u8]) -> Option<&[u8]> {
-    if p.len() < 40 {
-        return None;
-    }
-    let total = 40 + usize::from(u16::from_be_bytes([p[4], p[5]]));
-    if total > p.len() {
-        return None;
-    }
-    let p = &p[..total];
-    let source = Ipv6Addr::from(<[u8; 16]>::try_from(&p[8..24]).unwrap_or_default());
-    let destination = Ipv6Addr::from(<[u8; 16]>::try_from(&p[24..40]).unwrap_or_default());
-    if !names_a_host_v6(source) || !names_a_host_v6(destination) {
-        return None;
-    }
-    eligible_upper_layer_v6(p).then_some(p)
-}
-
 /// Whether `a` can be one host's IPv6 address: not unspecified, loopback, multicast, or an
 /// IPv4-mapped address (`::ffff:0:0/96`, never on the wire).
 fn names_a_host_v6(a: Ipv6Addr) -> bool {
@@ -170,9 +143,10 @@ fn v6_answer(p: &[u8], out: &mut Vec<u8>) {
     out[42..44].copy_from_slice(&icmp_sum.to_be_bytes());
 }
 
-/// Walks the extension headers: false for a fragment other than the first, an ICMPv6 error (or
-/// an ICMPv6 message too short to have a type), or headers that run past the packet.
-fn eligible_upper_layer_v6(p: &[u8]) -> bool {
+/// Walks the extension headers of an IPv6 packet (checked by [`inner::parse`]): false for a
+/// fragment other than the first, an ICMPv6 error (or an ICMPv6 message too short to have a
+/// type), or headers that run past the packet.
+fn v6_upper_layer_eligible(p: &[u8]) -> bool {
     let (mut next, mut at) = (p[6], 40);
     // A packet with more extension headers than this gets no answer.
     for _ in 0..8 {

@@ -6,8 +6,8 @@
 //! by GRO: no copy and no allocation per packet. Handshake messages with a valid mac1, and
 //! cookie replies of the exact length, are queued for the handshake thread (`queues.rs`); a full
 //! queue drops and counts. What is refused here (unknown receiver index, malformed, bad mac1, no
-//! private key yet, a full queue) is counted per batch, under the one device lock the batch takes anyway, so a flood
-//! of junk costs no lock per datagram.
+//! private key yet, a full queue) is counted per batch, under the one device lock the batch
+//! takes anyway, so a flood of junk costs no lock per datagram.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -172,15 +172,10 @@ fn receive(sh: &Shared, batch: &mut InBatch, data: &mut [u8], at: Range<usize>, 
                 return;
             }
             match Message::parse(datagram) {
-                Err(_) => batch.refused.malformed += 1,
                 Ok(Message::Initiation(_) | Message::Response(_)) if keyed => batch.refused.invalid_mac1 += 1,
                 Ok(Message::Initiation(_) | Message::Response(_)) => batch.refused.no_private_key += 1,
-                // A kind `route_of` never sends here: the device classifies it.
-                Ok(_) => {
-                    let mut device = lock(&sh.device);
-                    let _ = device.handle_datagram(Instant::now(), src, datagram, &|_, _| false);
-                    let _ = sh.sync(&mut device);
-                }
+                // Whole cookie replies and data messages never get here (`route_of`).
+                _ => batch.refused.malformed += 1,
             }
         }
         Route::Malformed => batch.refused.malformed += 1,
@@ -296,9 +291,9 @@ fn open(now: Instant, table: &Table, buf: &mut [u8], job: &Job) -> Result<usize,
 }
 
 /// Consumes queued handshake messages and cookie replies (from both queues, neither starving the
-/// other). For an initiation, the first
-/// Diffie-Hellman (the one any junk initiation with a valid mac1 costs) runs without the device
-/// lock, so a flood does not hold up the packet path's accounting.
+/// other). For an initiation, the first Diffie-Hellman (the one any junk initiation with a valid
+/// mac1 costs) runs without the device lock, so a flood does not hold up the packet path's
+/// accounting.
 pub(super) fn handshake_worker(sh: Arc<Shared>) {
     while sh.running() {
         let Some((mut datagram, src)) = sh.handshakes.recv(POLL) else { continue };
